@@ -1,0 +1,212 @@
+"""A benchmark dataset on disk, in ScoreDenoise's ``data/`` layout, so either tool reads the other's.
+
+```
+<root>/<name>/meshes/{train,val,test}/<shape>.off
+<root>/<name>/pointclouds/{train,val,test}/<N>_poisson/<shape>.xyz      clean GT clouds
+<root>/<name>/manifest.json                                             provenance + sha256 of every file
+<root>/examples/<name>_<N>_poisson_<σ>/<shape>.xyz                      noisy test inputs (Gaussian)
+<root>/examples/<name>_<N>_poisson_<noise>_<σ>/<shape>.xyz              other noise models
+```
+
+``<root>`` is ``$SBDBENCH_HOME/data`` for datasets sbdbench built or fetched; an existing
+ScoreDenoise ``data/`` folder can be registered under a name without copying
+(:func:`register_dataset`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from sbdbench.errors import DataError
+from sbdbench.paths import atomic_write_text, data_root, home
+
+SPLITS = ("train", "val", "test")
+GAUSSIAN = "gaussian"
+REGISTRY_FILE = "datasets.json"
+
+
+def sigma_label(sigma: float) -> str:
+    """The folder label of a noise level as ScoreDenoise writes it: 0.01 → '0.01', 0.025 → '0.025'."""
+    return f"{float(sigma):g}"
+
+
+def noisy_dir_name(name: str, n_points: int, sigma: float, noise: str = GAUSSIAN) -> str:
+    """``<name>_<N>_poisson_<σ>`` for Gaussian noise (ScoreDenoise's name), else ``..._<noise>_<σ>``."""
+    if noise == GAUSSIAN:
+        return f"{name}_{int(n_points)}_poisson_{sigma_label(sigma)}"
+    return f"{name}_{int(n_points)}_poisson_{noise}_{sigma_label(sigma)}"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Read access to one dataset. Paths are computed, never guessed: a missing file is a :class:`DataError`."""
+
+    name: str
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def examples_dir(self) -> Path:
+        return self.root / "examples"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    @cached_property
+    def manifest(self) -> Dict:
+        """The manifest (``{}`` for a registered foreign folder that has none)."""
+        if not self.manifest_path.is_file():
+            return {}
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.manifest_path}: unreadable manifest ({exc}); rebuild the dataset") from None
+
+    # --- what the dataset holds -------------------------------------------------------------
+    def shapes(self, split: str = "test") -> List[str]:
+        """Sorted shape names of a split (from its meshes, else from its clean clouds)."""
+        mesh_dir = self.dir / "meshes" / split
+        names = {p.stem for p in mesh_dir.glob("*.off")} if mesh_dir.is_dir() else set()
+        if not names:
+            for res_dir in sorted((self.dir / "pointclouds" / split).glob("*_poisson")):
+                names |= {p.stem for p in res_dir.glob("*.xyz")}
+        return sorted(names)
+
+    def category(self, shape: str) -> str:
+        """The shape's category tag (smooth / sharp / thin / genus), or 'unknown'."""
+        return str(self.manifest.get("shapes", {}).get(shape, {}).get("category", "unknown"))
+
+    def resolutions(self, split: str = "test") -> List[int]:
+        """Point counts with clean clouds in this split, ascending."""
+        out = []
+        for p in (self.dir / "pointclouds" / split).glob("*_poisson"):
+            head = p.name.split("_", 1)[0]
+            if head.isdigit():
+                out.append(int(head))
+        return sorted(out)
+
+    def noise_levels(self, n_points: int, noise: str = GAUSSIAN) -> List[float]:
+        """Noise levels σ with noisy inputs at this resolution, ascending."""
+        prefix = f"{self.name}_{int(n_points)}_poisson_"
+        levels = []
+        for p in self.examples_dir.glob(prefix + "*"):
+            rest = p.name[len(prefix):]
+            kind, _, label = rest.rpartition("_")
+            if (kind or GAUSSIAN) != noise:
+                continue
+            try:
+                levels.append(float(label))
+            except ValueError:
+                continue
+        return sorted(levels)
+
+    # --- paths ---------------------------------------------------------------------------------
+    def mesh_path(self, shape: str, split: str = "test") -> Path:
+        return self.dir / "meshes" / split / f"{shape}.off"
+
+    def clean_path(self, shape: str, n_points: int, split: str = "test") -> Path:
+        return self.dir / "pointclouds" / split / f"{int(n_points)}_poisson" / f"{shape}.xyz"
+
+    def noisy_dir(self, n_points: int, sigma: float, noise: str = GAUSSIAN) -> Path:
+        return self.examples_dir / noisy_dir_name(self.name, n_points, sigma, noise)
+
+    def noisy_path(self, shape: str, n_points: int, sigma: float, noise: str = GAUSSIAN) -> Path:
+        return self.noisy_dir(n_points, sigma, noise) / f"{shape}.xyz"
+
+    # --- loading -------------------------------------------------------------------------------
+    def _need(self, path: Path, what: str) -> Path:
+        if not path.is_file():
+            raise DataError(f"dataset {self.name!r}: missing {what} {path}")
+        return path
+
+    def load_mesh(self, shape: str, split: str = "test") -> Tuple[np.ndarray, np.ndarray]:
+        from sbdbench.io import read_mesh
+
+        return read_mesh(self._need(self.mesh_path(shape, split), "mesh"))
+
+    def load_clean(self, shape: str, n_points: int, split: str = "test") -> np.ndarray:
+        from sbdbench.io import read_points
+
+        return read_points(self._need(self.clean_path(shape, n_points, split), "clean cloud"))
+
+    def load_noisy(self, shape: str, n_points: int, sigma: float, noise: str = GAUSSIAN) -> np.ndarray:
+        from sbdbench.io import read_points
+
+        return read_points(self._need(self.noisy_path(shape, n_points, sigma, noise), "noisy input"))
+
+    def check_shape(self, shape: str, split: str = "test") -> None:
+        """Raise a clear error for an unknown shape name."""
+        known = self.shapes(split)
+        if shape not in known:
+            raise DataError(f"dataset {self.name!r} has no shape {shape!r} in split {split!r} (known: {', '.join(known[:20])}{'…' if len(known) > 20 else ''})")
+
+
+# --- finding datasets ----------------------------------------------------------------------------
+def _registry_path() -> Path:
+    return home() / REGISTRY_FILE
+
+
+def _registry() -> Dict[str, str]:
+    path = _registry_path()
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable dataset registry ({exc})") from None
+
+
+def register_dataset(name: str, folder: str | Path) -> Dataset:
+    """Register an existing ScoreDenoise-layout folder (``<folder>/<name>/...`` or the dataset folder
+    itself, with ``examples/`` beside it) under ``name`` without copying anything."""
+    folder = Path(folder).expanduser().resolve()
+    if (folder / name).is_dir():
+        root = folder
+    elif (folder / "meshes").is_dir() or (folder / "pointclouds").is_dir():
+        if folder.name != name:
+            raise DataError(f"{folder}: a dataset folder must be registered under its own name {folder.name!r}")
+        root = folder.parent
+    else:
+        raise DataError(f"{folder}: not a ScoreDenoise data folder (expected {name}/meshes or {name}/pointclouds)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise DataError(f"invalid dataset name {name!r}")
+    reg = _registry()
+    reg[name] = str(root)
+    atomic_write_text(_registry_path(), json.dumps(reg, indent=2, sort_keys=True))
+    return Dataset(name, root)
+
+
+def list_datasets() -> List[str]:
+    """Names of datasets present under the home folder or registered."""
+    names = set(_registry())
+    root = data_root()
+    if root.is_dir():
+        names |= {p.name for p in root.iterdir() if p.is_dir() and p.name != "examples" and ((p / "meshes").is_dir() or (p / "pointclouds").is_dir())}
+    return sorted(names)
+
+
+def open_dataset(name: str, root: Optional[str | Path] = None) -> Dataset:
+    """Open a dataset by name: built/fetched under ``$SBDBENCH_HOME/data``, or registered.
+
+    Raises :class:`DataError` naming the command that creates it when it is absent.
+    """
+    if root is not None:
+        ds = Dataset(name, Path(root))
+    else:
+        reg = _registry()
+        ds = Dataset(name, Path(reg[name])) if name in reg else Dataset(name, data_root())
+    if not ds.dir.is_dir():
+        hint = "sbdbench fetch synth" if name == "synth" else f"sbdbench fetch {name}"
+        raise DataError(f"dataset {name!r} is not present under {ds.root} (create it with `{hint}`; known: {', '.join(list_datasets()) or 'none'})")
+    return ds

@@ -1,0 +1,126 @@
+"""Geometry shared by every stage: input checks, the protocol's unit-sphere normalisation, kNN and FPS.
+
+Normalisation follows ScoreDenoise exactly: centre = bounding-box centre, scale = maximum distance
+of a point to that centre. numpy arrays in, numpy arrays out; the torch versions used by learned
+methods live next to them and never move data between devices.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from sbdbench.errors import InputError
+
+
+def check_points(points, name: str = "points", dtype=np.float64) -> np.ndarray:
+    """Validate an (N, 3) cloud: numeric, N ≥ 1, finite. Returns a contiguous array of ``dtype``.
+
+    Raises :class:`InputError` with a one-line message otherwise (never returns NaN-bearing data).
+    """
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    try:
+        arr = np.asarray(points, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: not a numeric array ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise InputError(f"{name}: expected shape (N, 3), got {tuple(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise InputError(f"{name}: the point cloud is empty")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise InputError(f"{name}: {int(bad.sum())} point(s) have NaN/Inf coordinates (first at row {int(np.argmax(bad))})")
+    return np.ascontiguousarray(arr)
+
+
+def check_mesh(verts, faces, name: str = "mesh") -> Tuple[np.ndarray, np.ndarray]:
+    """Validate a triangle mesh: (V, 3) finite vertices, (F, 3) integer faces indexing them, F ≥ 1."""
+    v = np.asarray(verts, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
+        raise InputError(f"{name}: vertices must have shape (V, 3) with V ≥ 1, got {tuple(v.shape)}")
+    if not np.isfinite(v).all():
+        raise InputError(f"{name}: vertices contain NaN/Inf")
+    f = np.asarray(faces)
+    if f.size == 0:
+        raise InputError(f"{name}: the mesh has no faces")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise InputError(f"{name}: faces must have shape (F, 3) (triangles), got {tuple(f.shape)}")
+    if not np.issubdtype(f.dtype, np.integer):
+        if not np.all(np.equal(np.mod(f, 1), 0)):
+            raise InputError(f"{name}: face indices must be integers")
+    f = f.astype(np.int64)
+    if f.min() < 0 or f.max() >= len(v):
+        raise InputError(f"{name}: face indices out of range [0, {len(v) - 1}] (found {f.min()}..{f.max()})")
+    return np.ascontiguousarray(v), np.ascontiguousarray(f)
+
+
+def bbox_center_and_scale(points: np.ndarray) -> Tuple[np.ndarray, float]:
+    """The protocol's frame of a cloud: bounding-box centre (3,) and max distance to it (a float)."""
+    center = (points.max(axis=0) + points.min(axis=0)) / 2.0
+    scale = float(np.sqrt(((points - center) ** 2).sum(axis=1)).max())
+    return center, scale
+
+
+def normalize_unit_sphere(points, center=None, scale=None) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Map a cloud into the unit sphere as ScoreDenoise does.
+
+    Args:
+        points: (N, 3) array.
+        center, scale: use this frame instead of the cloud's own (e.g. the GT cloud's frame for metrics).
+
+    Returns:
+        (normalised (N, 3), center (3,), scale). A cloud of identical points (scale 0) keeps scale 1
+        so that it maps to the origin instead of dividing by zero.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if center is None or scale is None:
+        c, s = bbox_center_and_scale(pts)
+        center = c if center is None else np.asarray(center, dtype=np.float64)
+        scale = s if scale is None else float(scale)
+    if not scale > 0:
+        scale = 1.0
+    return (pts - center) / scale, np.asarray(center, dtype=np.float64), float(scale)
+
+
+def denormalize_unit_sphere(points, center, scale) -> np.ndarray:
+    """Inverse of :func:`normalize_unit_sphere`: ``points * scale + center``."""
+    return np.asarray(points, dtype=np.float64) * float(scale) + np.asarray(center, dtype=np.float64)
+
+
+def knn(query: np.ndarray, reference: np.ndarray, k: int, workers: int = -1) -> Tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of each query point among ``reference`` (scipy cKDTree).
+
+    Returns (distances (Q, k), indices (Q, k)); Euclidean, not squared. ``k`` is clipped to the
+    reference size.
+    """
+    k = int(min(k, len(reference)))
+    dist, idx = cKDTree(reference).query(query, k=k, workers=workers)
+    if k == 1:
+        dist, idx = dist[:, None], idx[:, None]
+    return dist, idx
+
+
+def farthest_point_sampling(points: torch.Tensor, n_samples: int, start: int = 0) -> torch.Tensor:
+    """Indices of ``n_samples`` farthest-point samples of an (N, 3) tensor, starting at index ``start``.
+
+    Deterministic (the same as ``torch_cluster.fps(..., random_start=False)``: first index 0, then
+    each next point is the one farthest from those chosen, ties to the lowest index). Works on any
+    device; memory is O(N).
+    """
+    n = points.shape[0]
+    n_samples = int(min(n_samples, n))
+    out = torch.empty(n_samples, dtype=torch.long, device=points.device)
+    if n_samples == 0:
+        return out
+    dist = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
+    idx = torch.tensor(int(start), device=points.device)
+    for i in range(n_samples):
+        out[i] = idx
+        d = ((points - points[idx]) ** 2).sum(dim=1)
+        dist = torch.minimum(dist, d)
+        idx = torch.argmax(dist)
+    return out

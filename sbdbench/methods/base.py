@@ -1,0 +1,185 @@
+"""One interface for every denoiser, classical or learned, in the spirit of scikit-learn's estimators.
+
+* Parameters go in the constructor, are stored as given under the same names, and are reported by
+  :meth:`Denoiser.get_params` (so a run is reproducible from its params).
+* The work is in one method, :meth:`Denoiser.denoise`: an (N, 3) array in any frame in, an (M, 3)
+  array in the same frame out. The base class validates the input, normalises it to the unit sphere
+  as the ScoreDenoise protocol does, calls :meth:`Denoiser._denoise_unit` and maps the result back.
+* ``preserves_count`` says whether M == N always holds. The benchmark relies on it.
+
+A method is registered with :func:`register`; third-party packages register theirs through the entry
+point group ``sbdbench.methods`` (``name = "package.module:ClassName"``), no fork needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Dict, List, Optional, Type
+
+import numpy as np
+
+from sbdbench.errors import InputError, SbdbenchError
+from sbdbench.geometry import check_points, denormalize_unit_sphere, normalize_unit_sphere
+
+ENTRY_POINT_GROUP = "sbdbench.methods"
+
+# Modules whose import registers the built-in methods. Listed here (not imported at start-up) so that
+# `import sbdbench` stays fast and a broken optional method never blocks the others.
+BUILTIN_MODULES = (
+    "sbdbench.methods.classical",
+    "sbdbench.methods.learned",
+)
+
+
+class Denoiser:
+    """Base class of every denoiser.
+
+    Subclasses set the class attributes, take their parameters as explicit keyword arguments of
+    ``__init__`` (stored unchanged on ``self``), and implement :meth:`_denoise_unit`.
+    """
+
+    #: registry name, used by the CLI (``--method NAME``) and the results store.
+    name: ClassVar[str] = ""
+    #: the paper the method follows (one line), shown by ``sbdbench methods``.
+    paper: ClassVar[str] = ""
+    #: whether the output always has exactly as many points as the input.
+    preserves_count: ClassVar[bool] = True
+    #: whether the method runs torch code and honours a ``device`` parameter.
+    uses_torch: ClassVar[bool] = False
+
+    # --- scikit-learn style parameter handling ---------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> List[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    @classmethod
+    def default_params(cls) -> Dict[str, Any]:
+        """The constructor's defaults, by name."""
+        sig = inspect.signature(cls.__init__)
+        return {n: sig.parameters[n].default for n in cls._param_names() if sig.parameters[n].default is not inspect.Parameter.empty}
+
+    def get_params(self) -> Dict[str, Any]:
+        """The constructor parameters of this instance (as given), for reproducibility."""
+        return {n: getattr(self, n) for n in self._param_names()}
+
+    def set_params(self, **params: Any) -> "Denoiser":
+        """Set constructor parameters by name; unknown names are an error."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise InputError(f"method {self.name!r} has no parameter {key!r} (parameters: {', '.join(sorted(valid)) or 'none'})")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- the one entry point ---------------------------------------------------------------------
+    def denoise(self, points, *, noise_level: Optional[float] = None) -> np.ndarray:
+        """Denoise an (N, 3) cloud given in any frame; returns the cloud in the same frame.
+
+        Args:
+            points: (N, 3) array-like. It is never modified.
+            noise_level: Gaussian σ as a fraction of the cloud's bounding-sphere radius (0.01 = "1 %"),
+                when known; methods that need it estimate it otherwise.
+
+        Returns:
+            (M, 3) float64 array; M == N when ``preserves_count``.
+        """
+        pts = check_points(points, name=f"{self.name} input")
+        if noise_level is not None:
+            noise_level = float(noise_level)
+            if not np.isfinite(noise_level) or noise_level < 0:
+                raise InputError(f"noise_level must be a finite number ≥ 0, got {noise_level}")
+        unit, center, scale = normalize_unit_sphere(pts)
+        out = self._denoise_unit(unit.copy(), noise_level)
+        out = np.asarray(out, dtype=np.float64)
+        if out.ndim != 2 or out.shape[1] != 3:
+            raise SbdbenchError(f"method {self.name!r} returned shape {out.shape}, expected (M, 3)")
+        if self.preserves_count and len(out) != len(pts):
+            raise SbdbenchError(f"method {self.name!r} returned {len(out)} points for {len(pts)} (it claims to preserve the count)")
+        if not np.isfinite(out).all():
+            raise SbdbenchError(f"method {self.name!r} returned NaN/Inf coordinates")
+        return denormalize_unit_sphere(out, center, scale)
+
+    def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
+        """Denoise a cloud already in the unit sphere (bbox centre at the origin, max radius 1)."""
+        raise NotImplementedError
+
+
+# --- registry ------------------------------------------------------------------------------------
+_REGISTRY: Dict[str, Type[Denoiser]] = {}
+_LOADED = False
+_LOAD_ERRORS: Dict[str, str] = {}
+
+
+def register(cls: Type[Denoiser]) -> Type[Denoiser]:
+    """Class decorator: add a :class:`Denoiser` subclass to the registry under ``cls.name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Denoiser)):
+        raise TypeError(f"{cls!r} is not a Denoiser subclass")
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no `name`")
+    existing = _REGISTRY.get(cls.name)
+    if existing is not None and existing is not cls and existing.__qualname__ != cls.__qualname__:
+        raise TypeError(f"method name {cls.name!r} is already taken by {existing.__module__}.{existing.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(module):
+                continue  # that family of methods is not part of this build
+            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a broken plug-in must not hide the other methods
+            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, type) and issubclass(obj, Denoiser):
+                register(obj)
+        except Exception as exc:
+            _LOAD_ERRORS[f"entry point {ep.name}"] = f"{type(exc).__name__}: {exc}"
+
+
+def available_methods() -> List[str]:
+    """Names of all registered methods (built-in and plug-ins), sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_method_class(name: str) -> Type[Denoiser]:
+    """The class registered under ``name``; a clear error lists the known names otherwise."""
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        extra = f" (failed to load: {'; '.join(f'{k}: {v}' for k, v in _LOAD_ERRORS.items())})" if _LOAD_ERRORS else ""
+        raise InputError(f"unknown method {name!r} (available: {', '.join(sorted(_REGISTRY))}){extra}") from None
+
+
+def make_method(name: str, **params: Any) -> Denoiser:
+    """Instantiate a registered method with the given parameters (unknown ones are an error)."""
+    cls = get_method_class(name)
+    valid = set(cls._param_names())
+    unknown = set(params) - valid
+    if unknown:
+        raise InputError(f"method {name!r} has no parameter(s) {', '.join(sorted(unknown))} (parameters: {', '.join(sorted(valid)) or 'none'})")
+    return cls(**params)
+
+
+def load_errors() -> Dict[str, str]:
+    """Modules or plug-ins that failed to import, with their error (shown by ``sbdbench methods``)."""
+    _load_all()
+    return dict(_LOAD_ERRORS)
