@@ -1,0 +1,351 @@
+"""Robust HTTP downloads: stream to ``*.part``, resume with ``Range``, retry with backoff, verify, rename.
+
+One function does the work (:meth:`Downloader.download`); every host module (Drive, Nextcloud,
+Hugging Face, plain web servers) ends up calling it. What it guarantees:
+
+* the target file appears only complete and verified (size, then sha256), by an atomic rename;
+* an interrupted transfer leaves ``<target>.part`` behind, and the next call resumes it with an
+  HTTP ``Range`` request (a server that ignores ``Range`` makes it start over);
+* a connection cut, a timeout or an HTTP 5xx/429 is retried with exponential backoff;
+* every failure is a :class:`~sbdbench.errors.DataError` with a one-line message saying what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Optional
+from urllib.parse import urlsplit
+
+import requests
+
+from sbdbench.errors import DataError
+
+USER_AGENT = "sbdbench-downloader/0.1 (+https://github.com/sbdbench)"
+CHUNK = 1 << 20
+READ_CHUNK = 1 << 16  # small reads: a cut connection loses at most this much
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
+    """Hex sha256 of a file, read in chunks (works for multi-GB files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def human_size(n: Optional[int]) -> str:
+    """1536 → '1.5 KB'; None → '?'."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def filename_from_disposition(header: Optional[str]) -> Optional[str]:
+    """The file name in a ``Content-Disposition`` header (RFC 6266 ``filename*`` or ``filename``)."""
+    if not header:
+        return None
+    match = re.search(r"filename\*\s*=\s*[^']*''([^;]+)", header)
+    if match:
+        from urllib.parse import unquote
+
+        return os.path.basename(unquote(match.group(1).strip().strip('"')))
+    match = re.search(r'filename\s*=\s*"([^"]+)"', header) or re.search(r"filename\s*=\s*([^;]+)", header)
+    return os.path.basename(match.group(1).strip()) if match else None
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way that another attempt may fix."""
+
+
+@dataclass
+class Downloader:
+    """Downloads files over HTTP(S) with resume, retries, timeouts and verification.
+
+    Parameters
+    ----------
+    retries: extra attempts after the first one (each resumes the ``.part`` file).
+    backoff: seconds before the first retry; doubled after each failed attempt.
+    timeout: (connect, read) timeouts in seconds for every request.
+    progress: show a tqdm progress bar per file.
+    session: a ``requests.Session`` (cookies are kept between the requests of one Drive download).
+    """
+
+    retries: int = 3
+    backoff: float = 1.0
+    timeout: tuple = (15.0, 60.0)
+    progress: bool = True
+    session: requests.Session = field(default_factory=requests.Session)
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+
+    # --- plain requests, with the same error messages as downloads ------------------------------
+    def get(self, url: str, *, stream: bool = False, headers: Optional[Dict[str, str]] = None, allow_redirects: bool = True) -> requests.Response:
+        """GET with retries on connection errors / 5xx; raises DataError for 4xx and exhausted retries."""
+        return self._request("GET", url, stream=stream, headers=headers, allow_redirects=allow_redirects)
+
+    def head(self, url: str, *, allow_redirects: bool = False) -> requests.Response:
+        return self._request("HEAD", url, allow_redirects=allow_redirects)
+
+    def _request(self, method: str, url: str, **kw) -> requests.Response:
+        last: Optional[BaseException] = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                resp = self.session.request(method, url, timeout=self.timeout, **kw)
+            except requests.ConnectionError as exc:
+                last = exc
+                continue
+            except requests.Timeout as exc:
+                last = exc
+                continue
+            if resp.status_code in RETRY_STATUS:
+                last = DataError(_status_message(resp, url))
+                resp.close()
+                continue
+            if resp.status_code >= 400:
+                resp.close()
+                raise DataError(_status_message(resp, url))
+            return resp
+        raise _final_error(last, url)
+
+    # --- the download itself -------------------------------------------------------------------
+    def download(
+        self,
+        url: str,
+        target: str | os.PathLike,
+        *,
+        expected_size: Optional[int] = None,
+        expected_sha256: Optional[str] = None,
+        desc: Optional[str] = None,
+        headers: Optional[Dict[str, str]] = None,
+    ) -> str:
+        """Download ``url`` to ``target`` (resuming ``target.part``); return the file's sha256.
+
+        Raises :class:`DataError` on a size or checksum mismatch (the bad ``.part`` is deleted and
+        ``target`` is not created), on HTTP 4xx, and when all retries failed (the ``.part`` is kept
+        so that the next call resumes it).
+        """
+        target = Path(target)
+        part = target.with_name(target.name + ".part")
+        try:
+            part.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot create folder {part.parent}: {exc.strerror or exc}") from None
+        with download_lock(target):
+            return self._download_locked(url, target, part, expected_size, expected_sha256, desc, headers)
+
+    def _download_locked(self, url, target: Path, part: Path, expected_size, expected_sha256, desc, headers, *, fresh: bool = False) -> str:
+        resumed = part.exists() and part.stat().st_size > 0
+        last: Optional[BaseException] = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                self._attempt(url, part, expected_size, desc or target.name, headers)
+                break
+            except _Retry as exc:
+                last = exc.__cause__ or exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = exc
+        else:
+            raise _final_error(last, url, part)
+        size = part.stat().st_size
+        if expected_size is not None and size != expected_size:
+            _unlink(part)
+            raise DataError(f"{target.name}: downloaded {size} bytes from {url} but expected {expected_size}; nothing installed (rerun, or use --mirror URL)")
+        digest = sha256_file(part)
+        if expected_sha256 and digest != expected_sha256.lower():
+            _unlink(part)
+            if resumed and not fresh:  # the old .part may hold another version's bytes: once more from scratch
+                return self._download_locked(url, target, part, expected_size, expected_sha256, desc, headers, fresh=True)
+            raise DataError(
+                f"{target.name}: checksum mismatch (sha256 {digest[:16]}…, expected {expected_sha256[:16]}…) from {host_of(url)}; "
+                "the download was deleted and nothing was installed (rerun, or try --mirror URL)"
+            )
+        os.replace(part, target)
+        return digest
+
+    def _attempt(self, url: str, part: Path, expected_size: Optional[int], desc: str, headers: Optional[Dict[str, str]]) -> None:
+        have = part.stat().st_size if part.exists() else 0
+        if expected_size is not None and have == expected_size:
+            return  # a previous run finished the transfer but stopped before the rename
+        if expected_size is not None and have > expected_size:
+            _unlink(part)
+            have = 0
+        req_headers = dict(headers or {})
+        if have:
+            req_headers["Range"] = f"bytes={have}-"
+        try:
+            resp = self.session.get(url, stream=True, timeout=self.timeout, headers=req_headers)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Retry(str(exc)) from exc
+        with resp:
+            if resp.status_code == 416 and have:
+                # The server says our range starts at/after the end: either complete or garbage.
+                total = _total_from_content_range(resp.headers.get("Content-Range"))
+                if total is not None and total == have:
+                    return
+                _unlink(part)
+                raise _Retry("HTTP 416 on resume; starting over")
+            if resp.status_code in RETRY_STATUS:
+                raise _Retry(_status_message(resp, url)) from DataError(_status_message(resp, url))
+            if resp.status_code >= 400:
+                raise DataError(_status_message(resp, url))
+            ctype = resp.headers.get("Content-Type", "")
+            if "text/html" in ctype and not url.lower().endswith((".html", ".htm")):
+                raise DataError(
+                    f"{host_of(url)} answered with a web page instead of the file {desc} ({url}); "
+                    "the URL may have moved or need a login (try --mirror URL)"
+                )
+            if resp.status_code == 206 and have:
+                start = _start_from_content_range(resp.headers.get("Content-Range"))
+                if start != have:
+                    _unlink(part)
+                    raise _Retry(f"server resumed at byte {start}, not {have}")
+                mode = "ab"
+            else:
+                mode, have = "wb", 0  # 200: the server ignored Range (or nothing to resume)
+            length = resp.headers.get("Content-Length")
+            body_len = int(length) if length and length.isdigit() else None
+            total = (have + body_len) if body_len is not None else expected_size
+            if expected_size is not None and total is not None and total != expected_size and body_len is not None:
+                raise DataError(f"{desc}: {host_of(url)} announces {total} bytes but the card expects {expected_size}; the file changed upstream or the URL moved")
+            if body_len:
+                _check_free_space(part, body_len)
+            written = 0
+            bar = _progress_bar(self.progress, total, have, desc)
+            try:
+                with open(part, mode) as fh:
+                    try:
+                        for block in resp.iter_content(READ_CHUNK):
+                            if not block:
+                                continue
+                            fh.write(block)
+                            written += len(block)
+                            if bar is not None:
+                                bar.update(len(block))
+                    except OSError as exc:
+                        if isinstance(exc, requests.RequestException) or exc.errno is None:
+                            raise
+                        if exc.errno == errno.ENOSPC:
+                            raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
+                        raise DataError(f"cannot write {part}: {exc.strerror or exc}") from None
+            except (requests.RequestException, ConnectionError) as exc:
+                raise _Retry(f"connection lost after {have + written} bytes") from exc
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+            if body_len is not None and written != body_len:
+                raise _Retry(f"connection cut: got {written} of {body_len} bytes")
+
+
+def _check_free_space(part: Path, needed: int) -> None:
+    """Refuse to start a transfer that cannot fit (a one-line message instead of a half file)."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(part.parent).free
+    except OSError:
+        return
+    if free < needed:
+        raise DataError(f"not enough disk space for {part.name[:-5]}: {human_size(needed)} to download, {human_size(free)} free in {part.parent} (free some space, or set $SBDBENCH_HOME elsewhere)")
+
+
+@contextlib.contextmanager
+def download_lock(target: Path) -> Iterator[None]:
+    """An exclusive lock per target file, so two sbdbench processes never append to the same ``.part``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no locking
+        yield
+        return
+    lock_dir = target.parent / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / (target.name + ".lock"), "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            import sys
+
+            print(f"waiting for another sbdbench process downloading {target.name} ...", file=sys.stderr)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _progress_bar(enabled: bool, total: Optional[int], initial: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
+
+
+def _start_from_content_range(value: Optional[str]) -> Optional[int]:
+    match = re.match(r"bytes\s+(\d+)-", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _total_from_content_range(value: Optional[str]) -> Optional[int]:
+    match = re.search(r"/(\d+)\s*$", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _status_message(resp: requests.Response, url: str) -> str:
+    reason = resp.reason or ""
+    if resp.status_code == 404:
+        return f"HTTP 404 Not Found from {host_of(url)} for {url} (the file has moved or been removed; try --mirror URL)"
+    if resp.status_code in (401, 403):
+        return f"HTTP {resp.status_code} {reason} from {host_of(url)} for {url} (access denied: the file may be private, gated or rate-limited)"
+    return f"HTTP {resp.status_code} {reason} from {host_of(url)} for {url}"
+
+
+def _final_error(last: Optional[BaseException], url: str, part: Optional[Path] = None) -> DataError:
+    keep = f" (the partial download {part.name} is kept; rerun to resume)" if part is not None and part.exists() else ""
+    if isinstance(last, DataError):
+        return DataError(f"{last}; gave up after retries{keep}")
+    if isinstance(last, requests.ConnectionError) and not isinstance(last, requests.Timeout):
+        return DataError(f"cannot reach {host_of(url)} (no network?): {_short(last)}{keep}")
+    if isinstance(last, requests.Timeout):
+        return DataError(f"{host_of(url)} timed out (slow or no network?){keep}")
+    return DataError(f"download from {host_of(url)} failed: {_short(last)}{keep}")
+
+
+def _short(exc: Optional[BaseException]) -> str:
+    text = str(exc) if exc is not None else "unknown error"
+    text = " ".join(text.split())
+    return text if len(text) < 160 else text[:157] + "…"
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
