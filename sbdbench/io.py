@@ -29,6 +29,7 @@ def _suffix(path: Path) -> str:
 def _scan_text_cloud(path: Path) -> np.ndarray:
     """Slow, careful parse of a text cloud, used to find the first bad line after the fast path failed."""
     rows = []
+    width = None
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, start=1):
             parts = line.split()
@@ -36,6 +37,10 @@ def _scan_text_cloud(path: Path) -> np.ndarray:
                 continue
             if len(parts) < 3:
                 raise InputError(f"{path}:{lineno}: expected at least 3 columns (x y z), found {len(parts)}")
+            if width is None:
+                width = len(parts)
+            elif len(parts) != width:
+                raise InputError(f"{path}:{lineno}: {len(parts)} columns where the first row has {width}")
             try:
                 xyz = [float(p) for p in parts[:3]]
             except ValueError:
@@ -101,6 +106,12 @@ def _read_ply_points(path: Path) -> np.ndarray:
     return np.asarray(verts, dtype=np.float64)
 
 
+def format_xyz(points: np.ndarray) -> str:
+    """The text of an (N, 3) cloud as ``np.savetxt(fmt="%.8f")`` writes it (same bytes, ~2.5x faster)."""
+    pts = np.asarray(points, dtype=np.float64)
+    return ("%.8f %.8f %.8f\n" * len(pts)) % tuple(pts.ravel().tolist())
+
+
 def write_points(path: str | os.PathLike, points) -> Path:
     """Write an (N, 3) cloud; the format follows the suffix (``.xyz`` uses ScoreDenoise's ``%.8f``)."""
     path = Path(path)
@@ -108,9 +119,7 @@ def write_points(path: str | os.PathLike, points) -> Path:
     suffix = _suffix(path)
     with atomic_path(path) as tmp:
         if suffix in (".xyz", ".txt", ".pts"):
-            buf = _io.StringIO()
-            np.savetxt(buf, pts, fmt="%.8f")
-            tmp.write_text(buf.getvalue())
+            tmp.write_text(format_xyz(pts))
         elif suffix == ".npy":
             with open(tmp, "wb") as fh:
                 np.save(fh, pts)
