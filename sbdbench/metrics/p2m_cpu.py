@@ -1,0 +1,311 @@
+"""Exact point↔mesh distances on the CPU, in float64, with spatial indexes instead of brute force.
+
+* point → face (P2F), exact mode: libigl's AABB tree (``igl.point_mesh_squared_distance``).
+* face → point (F2P): no library answers "nearest point of a cloud to each triangle", so we use a
+  KD-tree on the points with exact candidate pruning. For a triangle with bounding ball (c, r),
+  every point p satisfies ``dist(p, T) ≥ |p − c| − r``. The distance U of the point nearest to c
+  is an upper bound, so only points within ``√U + r`` of c can do better; those candidates are
+  evaluated exactly and the minimum is the exact answer.
+* PyTorch3D mode: its "distance" equals ``min(t² if the projection is inside a big face, the
+  face's edge distances)``, and ``t²`` never exceeds an edge distance. So P2F is the exact distance
+  to the union of all edges (libigl, with edges given as degenerate triangles ``[i, j, j]``),
+  lowered where a big face's inside test applies (KD candidates on the big faces only). F2P uses
+  the same KD pruning with PyTorch3D's formula, bounding balls taken around the triangle enlarged
+  the way PyTorch3D's ``+1e-8`` enlarges its inside test.
+
+Memory stays bounded: candidates are evaluated in blocks of at most ``PAIR_BLOCK`` pairs.
+Inputs are assumed validated and already in the metric's frame (see :mod:`sbdbench.metrics.p2m`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Tuple
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from sbdbench.metrics.triangle import (
+    PT3D_EPS,
+    ericson_sqdist,
+    pytorch3d_edges_sqdist,
+    pytorch3d_inside_scale,
+    pytorch3d_plane_term,
+    segment_sqdist,
+)
+
+PAIR_BLOCK = 1 << 18  # (point, triangle) pairs evaluated at once: ~90 MB of float64 temporaries at most
+QUERY_BLOCK = 1 << 13  # balls queried at once (bounds the candidate lists held in memory)
+HUGE_BALL = 0.25  # unit-sphere radius above which a ball would catch most of the cloud: brute force instead
+
+
+def _igl_sqdist(points: np.ndarray, verts: np.ndarray, elements: np.ndarray) -> np.ndarray:
+    import igl
+
+    sq, _, _ = igl.point_mesh_squared_distance(
+        np.ascontiguousarray(points, dtype=np.float64),
+        np.ascontiguousarray(verts, dtype=np.float64),
+        np.ascontiguousarray(elements, dtype=np.int64),
+    )
+    return np.maximum(np.asarray(sq, dtype=np.float64), 0.0)
+
+
+def _bounding_balls(tris: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Centroid (F, 3) and radius (F,) of a ball holding each triangle of ``tris`` (F, 3, 3)."""
+    cen = tris.mean(axis=1)
+    rad = np.sqrt(((tris - cen[:, None, :]) ** 2).sum(-1).max(axis=1))
+    return cen, rad
+
+
+def _min_over_candidates(lists, first: int, out: np.ndarray, pair_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    """For query ``i = first + j`` and its candidate list ``lists[j]``, lower ``out[i]`` to the smallest
+    ``pair_fn(query_indices, candidate_indices)``, evaluating at most PAIR_BLOCK pairs at once."""
+    lens = np.fromiter(map(len, lists), np.int64, len(lists))
+    if lens.sum() == 0:
+        return
+    flat = np.fromiter(itertools.chain.from_iterable(lists), np.int64, int(lens.sum()))
+    owner = np.repeat(np.arange(first, first + len(lists)), lens)
+    for s in range(0, len(flat), PAIR_BLOCK):
+        q, o = owner[s : s + PAIR_BLOCK], flat[s : s + PAIR_BLOCK]
+        d = pair_fn(q, o)
+        np.minimum.at(out, q, d)
+
+
+def _brute_min(n_rows: int, n_cols: int, pair_fn, reduce_rows: bool) -> np.ndarray:
+    """min of ``pair_fn(rows, cols)`` over all (row, col) pairs, blockwise (≤ PAIR_BLOCK pairs alive).
+
+    Returns the per-row minimum (``reduce_rows=False`` → (n_rows,)) or per-column (→ (n_cols,))."""
+    out = np.full(n_cols if reduce_rows else n_rows, np.inf)
+    rows_per_block = max(1, PAIR_BLOCK // max(1, n_cols))
+    for s in range(0, n_rows, rows_per_block):
+        r = np.arange(s, min(n_rows, s + rows_per_block))
+        d = pair_fn(np.repeat(r, n_cols), np.tile(np.arange(n_cols), len(r))).reshape(len(r), n_cols)
+        if reduce_rows:
+            np.minimum(out, d.min(axis=0), out=out)
+        else:
+            out[r] = d.min(axis=1)
+    return out
+
+
+def _face_to_point(points: np.ndarray, tris: np.ndarray, ball_c: np.ndarray, ball_r: np.ndarray, tri_fn, shrink=1.0) -> np.ndarray:
+    """Exact min over points of ``tri_fn(p, a, b, c)`` for every triangle, by KD pruning.
+
+    ``tri_fn(p, v0, v1, v2) ≥ shrink² · (|p − ball_c| − ball_r)²`` must hold for the pruning to be exact
+    (``shrink`` (F,) or a scalar in (0, 1]).
+    """
+    tree = cKDTree(points)
+    _, nn = tree.query(ball_c, k=1, workers=-1)
+    a, b, c = tris[:, 0], tris[:, 1], tris[:, 2]
+    out = np.concatenate([tri_fn(points[nn[s : s + PAIR_BLOCK]], a[s : s + PAIR_BLOCK], b[s : s + PAIR_BLOCK], c[s : s + PAIR_BLOCK])
+                          for s in range(0, len(tris), PAIR_BLOCK)])
+    radius = np.sqrt(out) / shrink * (1 + 1e-9) + ball_r + 1e-12
+
+    def pair(t, i):
+        return tri_fn(points[i], a[t], b[t], c[t])
+
+    huge = np.flatnonzero(ball_r > HUGE_BALL)  # e.g. PyTorch3D's enlarged tiny faces: every point is a candidate
+    if len(huge):
+        out[huge] = np.minimum(out[huge], _brute_min(len(points), len(huge), lambda i, j: pair(huge[j], i), reduce_rows=True))
+    small = np.flatnonzero(ball_r <= HUGE_BALL)
+    for s in range(0, len(small), QUERY_BLOCK):
+        block = small[s : s + QUERY_BLOCK]
+        lists = tree.query_ball_point(ball_c[block], radius[block], workers=-1, return_sorted=False)
+        sub = out[block]
+        _min_over_candidates(lists, 0, sub, lambda j, i: pair(block[j], i))
+        out[block] = sub
+    return out
+
+
+# --- exact -----------------------------------------------------------------------------------------
+def exact_point_to_face(points: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(P,) exact squared distance of each point to the mesh (libigl AABB tree)."""
+    return _igl_sqdist(points, verts, faces)
+
+
+def _split_large(tris: np.ndarray, max_radius: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Split triangles (T, 3, 3) by longest-edge bisection until every bounding ball has radius
+    ≤ ``max_radius``. Returns (pieces (S, 3, 3), parent index (S,)). The pieces cover each triangle
+    exactly, so a triangle's distance to a point set is the minimum over its pieces."""
+    pieces, parents = [tris[:0]], [np.zeros(0, dtype=np.int64)]
+    cur, cur_parent = tris, np.arange(len(tris))
+    while len(cur):
+        ok = _bounding_balls(cur)[1] <= max_radius
+        pieces.append(cur[ok])
+        parents.append(cur_parent[ok])
+        cur, cur_parent = cur[~ok], cur_parent[~ok]
+        if not len(cur):
+            break
+        opposite = np.stack([np.linalg.norm(cur[:, (i + 1) % 3] - cur[:, (i + 2) % 3], axis=1) for i in range(3)], axis=1)
+        order = (opposite.argmax(axis=1)[:, None] + np.arange(3)) % 3  # apex first: the vertex facing the longest edge
+        r = np.take_along_axis(cur, order[:, :, None], axis=1)
+        mid = (r[:, 1] + r[:, 2]) / 2
+        cur = np.concatenate([np.stack([r[:, 0], r[:, 1], mid], 1), np.stack([r[:, 0], mid, r[:, 2]], 1)])
+        cur_parent = np.concatenate([cur_parent, cur_parent])
+    return np.concatenate(pieces), np.concatenate(parents)
+
+
+def _max_piece_radius(tris: np.ndarray, n_points: int) -> float:
+    """Piece size for cutting large faces: about two point spacings on the mesh surface."""
+    area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1).sum()
+    return max(2.0 * float(np.sqrt(area / max(1, n_points))), 1e-9)
+
+
+def exact_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) exact squared distance of each triangle to its nearest point of the cloud.
+
+    Large faces (coarse CAD-like meshes) would put many points in their bounding balls, so they are
+    first split into pieces about the size of the point spacing (exact: min over the pieces)."""
+    tris = verts[faces]
+    rad = _bounding_balls(tris)[1]
+    max_radius = _max_piece_radius(tris, len(points))
+    pieces, parent = _split_large(tris, max_radius) if rad.max() > max_radius else (tris, None)
+    cen, rad = _bounding_balls(pieces)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = _face_to_point(points, pieces, cen, rad, ericson_sqdist)
+    if parent is None:
+        return d
+    out = np.full(len(faces), np.inf)
+    np.minimum.at(out, parent, d)
+    return out
+
+
+# --- PyTorch3D semantics ----------------------------------------------------------------------------
+def _pt3d_edge_elements(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """libigl elements for PyTorch3D's edge distances: segments ``[i, j, j]``; edges shorter than
+    1e-4 (|e|² < 1e-8) become the point of their first vertex ``[i, i, i]`` as in PyTorch3D."""
+    pairs = np.concatenate([faces[:, [0, 1]], faces[:, [0, 2]], faces[:, [1, 2]]])
+    e = verts[pairs[:, 1]] - verts[pairs[:, 0]]
+    tiny = (e * e).sum(1) < PT3D_EPS
+    seg = np.unique(np.sort(pairs[~tiny], axis=1), axis=0)
+    pts = np.unique(pairs[tiny, 0])
+    return np.concatenate([seg[:, [0, 1, 1]], np.repeat(pts[:, None], 3, axis=1)]).astype(np.int64)
+
+
+def _pt3d_can_be_inside(verts: np.ndarray, faces: np.ndarray, min_triangle_area: float) -> np.ndarray:
+    """(F,) faces whose PyTorch3D inside test can succeed (area ≥ threshold and |normal| > 1e-8)."""
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    n = np.cross(v2 - v0, v1 - v0)
+    nn = np.sqrt((n * n).sum(1))
+    return (nn / 2.0 >= min_triangle_area) & (nn > PT3D_EPS)
+
+
+def _pt3d_plane_pieces(verts: np.ndarray, faces: np.ndarray, min_triangle_area: float, max_radius: float):
+    """Where PyTorch3D's "inside" branch (``t²``) can apply, cut into pieces for KD pruning.
+
+    PyTorch3D's inside test accepts the triangle enlarged about v0 by ``(4a² + 1e-8) / 4a²``, and
+    its ``t²`` is ``k²`` times the squared distance to that plane, ``k = |n| / (|n| + 1e-8)``. So for
+    a point whose projection falls in piece j: ``t² ≥ k² (|p − c_j| − r_j)²``.
+
+    Returns (pieces (S, 3, 3), parent face (S,), k (S,), huge faces (H,)); regions that the epsilon
+    enlarged hugely (tiny faces with a threshold near 0) are not cut: they are checked against every point.
+    """
+    ci = np.flatnonzero(_pt3d_can_be_inside(verts, faces, min_triangle_area))
+    v0, v1, v2 = verts[faces[ci, 0]], verts[faces[ci, 1]], verts[faces[ci, 2]]
+    s = pytorch3d_inside_scale(v0, v1, v2)[:, None]
+    enlarged = np.stack([v0, v0 + s * (v1 - v0), v0 + s * (v2 - v0)], axis=1)
+    nn = np.linalg.norm(np.cross(v2 - v0, v1 - v0), axis=1)
+    k = nn / (nn + PT3D_EPS) * (1 - 1e-12)
+    # regions blown up by the epsilon (not plain big faces, which are cut) are checked against every point
+    huge = (_bounding_balls(enlarged)[1] > HUGE_BALL) & (s[:, 0] > 1.5) if len(ci) else np.zeros(0, dtype=bool)
+    pieces, parent = _split_large(enlarged[~huge], max_radius)
+    return pieces, ci[~huge][parent], k[~huge][parent], ci[huge]
+
+
+def _pt3d_plane_fn(points, verts, faces, min_triangle_area):
+    """pair function (point indices, face indices) → PyTorch3D's ``t²`` where inside, else +inf."""
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+
+    def plane(pi, fi):
+        inside, t2 = pytorch3d_plane_term(points[pi], v0[fi], v1[fi], v2[fi], min_triangle_area)
+        return np.where(inside, t2, np.inf)
+
+    return plane
+
+
+def pytorch3d_point_to_face(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, min_triangle_area: float) -> np.ndarray:
+    """(P,) PyTorch3D's point→face distance (``point_face_distance``) in float64.
+
+    Its value is ``min(edge distances of all faces, t² of faces whose inside test holds)`` (``t²``
+    never exceeds that face's edge distances): the edges are one libigl query; the ``t²`` branch
+    is searched by KD pruning over pieces of the faces' inside regions."""
+    out = _igl_sqdist(points, verts, _pt3d_edge_elements(verts, faces))
+    pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, _max_piece_radius(verts[faces], len(points)))
+    plane = _pt3d_plane_fn(points, verts, faces, min_triangle_area)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if len(huge):
+            np.minimum(out, _brute_min(len(points), len(huge), lambda i, j: plane(i, huge[j]), reduce_rows=False), out=out)
+        if len(pieces):
+            # tighter start: the t² of the face nearest in the exact sense, where its inside test holds
+            import igl
+
+            nearest = igl.point_mesh_squared_distance(points, verts, faces)[1]
+            np.minimum(out, plane(np.arange(len(points)), nearest), out=out)
+            cen, rad = _bounding_balls(pieces)
+            tree = cKDTree(cen)
+            radius = np.sqrt(out) / k.min() * (1 + 1e-9) + rad.max() + 1e-12
+            for s in range(0, len(points), QUERY_BLOCK):
+                lists = tree.query_ball_point(points[s : s + QUERY_BLOCK], radius[s : s + QUERY_BLOCK], workers=-1, return_sorted=False)
+                _min_over_candidates(lists, s, out, lambda i, j: plane(i, parent[j]))
+    return out
+
+
+def pytorch3d_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, min_triangle_area: float) -> np.ndarray:
+    """(F,) PyTorch3D's face→point distance (``face_point_distance``) in float64.
+
+    ``min over points of min(edge distances, t² where inside)``: the edge part is exact KD pruning
+    over the faces' edges cut into pieces (an edge shorter than 1e-4 is its first vertex, as in
+    PyTorch3D); the ``t²`` part searches pieces of the inside regions within the bound that the
+    edge part gives."""
+    n_faces = len(faces)
+    tris = verts[faces]
+    max_radius = _max_piece_radius(tris, len(points))
+    cen, rad = _bounding_balls(tris)
+    out = np.full(n_faces, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # edge part, small faces: a face's ball holds its edges, so prune per face
+        small = np.flatnonzero(rad <= max_radius)
+        if len(small):
+            out[small] = _face_to_point(points, tris[small], cen[small], rad[small], pytorch3d_edges_sqdist)
+        # edge part, large faces: cut their edges into pieces first (exact: min over the pieces)
+        large = np.flatnonzero(rad > max_radius)
+        if len(large):
+            lf = faces[large]
+            a = verts[np.concatenate([lf[:, 0], lf[:, 0], lf[:, 1]])]
+            b = verts[np.concatenate([lf[:, 1], lf[:, 2], lf[:, 2]])]
+            owner = np.tile(large, 3)
+            tiny = ((b - a) ** 2).sum(1) < PT3D_EPS
+            b[tiny] = a[tiny]  # PyTorch3D: an edge shorter than 1e-4 is its first vertex
+            n_cut = np.maximum(1, np.ceil(np.linalg.norm(b - a, axis=1) / (2 * max_radius))).astype(np.int64)
+            seg = np.repeat(np.arange(len(a)), n_cut)
+            j = np.arange(len(seg)) - np.repeat(np.cumsum(n_cut) - n_cut, n_cut)
+            pa = a[seg] + (j / n_cut[seg])[:, None] * (b - a)[seg]
+            pb = a[seg] + ((j + 1) / n_cut[seg])[:, None] * (b - a)[seg]
+            d = _face_to_point(points, np.stack([pa, pb, pb], axis=1), (pa + pb) / 2, np.linalg.norm(pb - pa, axis=1) / 2,
+                               lambda p, x, y, z: segment_sqdist(p, x, y))
+            np.minimum.at(out, owner[seg], d)
+
+        pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, max_radius)
+        plane = _pt3d_plane_fn(points, verts, faces, min_triangle_area)
+        if len(huge):
+            out[huge] = np.minimum(out[huge], _brute_min(len(points), len(huge), lambda i, jj: plane(i, huge[jj]), reduce_rows=True))
+        if len(pieces):
+            cen, rad = _bounding_balls(pieces)
+            radius = np.sqrt(out[parent]) / k * (1 + 1e-9) + rad + 1e-12
+            tree = cKDTree(points)
+            best = np.full(len(pieces), np.inf)
+            for s in range(0, len(pieces), QUERY_BLOCK):
+                block = slice(s, s + QUERY_BLOCK)
+                lists = tree.query_ball_point(cen[block], radius[block], workers=-1, return_sorted=False)
+                _min_over_candidates(lists, s, best, lambda jj, i: plane(i, parent[jj]))
+            np.minimum.at(out, parent, best)
+    return out
+
+
+def point_mesh_terms(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, mode: str = "exact", min_triangle_area: float = 5e-3):
+    """Per-point P2F (P,) and per-face F2P (F,) squared distances on the CPU in float64."""
+    if mode == "exact":
+        return exact_point_to_face(points, verts, faces), exact_face_to_point(points, verts, faces)
+    return (
+        pytorch3d_point_to_face(points, verts, faces, min_triangle_area),
+        pytorch3d_face_to_point(points, verts, faces, min_triangle_area),
+    )
