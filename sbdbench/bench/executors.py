@@ -1,0 +1,215 @@
+"""Where cells run: in this process, in a local process pool, or on a Dask cluster.
+
+Every executor runs the same picklable function, :func:`execute_cell`, which never raises for a
+cell's own failure: it returns a :class:`CellOutcome` carrying either the per-shape records or the
+error text. Only the driver (:func:`sbdbench.bench.runner.run_bench`) writes to the results
+database, so workers need no database access — on a SLURM cluster they only need the dataset
+folder (a shared filesystem) and sbdbench installed.
+
+The three executors share a tiny interface: ``capacity`` (cells in flight at once),
+``submit(fn, *args)`` → future, ``wait_any(futures)`` → the done ones, ``close()``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from sbdbench.bench.grid import Cell
+from sbdbench.errors import InputError
+
+EXECUTORS = ("local", "dask")
+
+
+@dataclass
+class CellOutcome:
+    """What a worker sends back: the records of a finished cell, or the error of a failed one."""
+
+    cell: Cell
+    records: Optional[List[dict]] = None
+    error: Optional[str] = None
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+    worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.records is not None
+
+
+def _check_records(cell: Cell, records) -> Optional[str]:
+    """A reason to reject the records of a cell (missing shapes, non-finite metrics), or None."""
+    if not records:
+        return "the cell produced no per-shape records (no test shapes?)"
+    for rec in records:
+        for key in ("cd", "p2m", "hd"):
+            value = rec.get(key)
+            if value is None or not math.isfinite(float(value)):
+                return f"shape {rec.get('shape')!r}: metric {key} is {value}"
+    return None
+
+
+def execute_cell(cell: Cell, attempt: int = 1) -> CellOutcome:
+    """Run one cell end to end (make the method, denoise and evaluate every shape); never raises
+    for the cell's own errors — they come back as ``CellOutcome.error``."""
+    from sbdbench.bench.store import utc_now
+
+    started_at = utc_now()
+    t0 = time.perf_counter()
+    try:
+        from sbdbench.bench.cell import run_cell
+        from sbdbench.data.dataset import Dataset
+        from sbdbench.methods import make_method
+
+        method = make_method(cell.method, **cell.params)
+        dataset = Dataset(cell.dataset, Path(cell.dataset_root))
+        records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device, progress=False)
+        records = [dict(r) for r in records]
+        problem = _check_records(cell, records)
+        if problem:
+            return CellOutcome(cell, error=problem, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+        return CellOutcome(cell, records=records, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # a failing method must never stop the other cells
+        message = f"{type(exc).__name__}: {exc}".strip()
+        if not isinstance(exc, (InputError,)) and os.environ.get("SBDBENCH_TRACEBACKS"):
+            message += "\n" + traceback.format_exc()
+        return CellOutcome(cell, error=message, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+
+
+# --- executors ----------------------------------------------------------------------------------
+class SequentialExecutor:
+    """Runs each cell in this process, at submit time (the default; simplest to debug)."""
+
+    capacity = 1
+    description = "sequential (this process)"
+
+    def submit(self, fn: Callable, *args) -> cf.Future:
+        fut: cf.Future = cf.Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return fut
+
+    def wait_any(self, futures: Sequence) -> List:
+        return [f for f in futures if f.done()]
+
+    def close(self) -> None:
+        pass
+
+
+def _init_worker(threads: int) -> None:
+    """Pool worker start-up: share the cores between workers instead of oversubscribing them."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+class ProcessPoolExecutor:
+    """Runs cells in ``workers`` local processes (spawned, so torch state is never forked)."""
+
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise InputError(f"--workers must be ≥ 1, got {workers}")
+        self.capacity = workers
+        self._threads = max(1, (os.cpu_count() or 1) // workers)
+        self.description = f"process pool ({workers} workers × {self._threads} threads)"
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        import multiprocessing
+
+        return cf.ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(self._threads,))
+
+    def submit(self, fn: Callable, *args) -> cf.Future:
+        try:
+            return self._pool.submit(fn, *args)
+        except cf.process.BrokenProcessPool:
+            # a worker died (killed, out of memory): its cell is reported as failed by its future;
+            # start a fresh pool for the cells still to run.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, *args)
+
+    def wait_any(self, futures: Sequence) -> List:
+        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+        return list(done)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Submits cells to Dask distributed: a new LocalCluster, or an existing scheduler.
+
+    Args:
+        scheduler: address of a running scheduler (``tcp://host:8786``), e.g. one started by
+            dask-jobqueue on a SLURM cluster; ``None`` starts a LocalCluster.
+        workers: LocalCluster size (ignored with ``scheduler``).
+        processes: LocalCluster workers as processes (``True``) or threads of this process.
+    """
+
+    def __init__(self, scheduler: Optional[str] = None, workers: int = 1, *, processes: bool = True):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("--executor dask needs dask[distributed]: pip install 'sbdbench[dask]'") from None
+        self._cluster = None
+        if scheduler:
+            try:
+                self._client = Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+            self.description = f"dask ({scheduler})"
+        else:
+            threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+            self._cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=processes,
+                                         dashboard_address=None, silence_logs=40)
+            self._client = Client(self._cluster)
+            if processes:
+                self._client.run(_init_worker, threads)
+            self.description = f"dask LocalCluster ({max(1, workers)} workers)"
+
+    @property
+    def capacity(self) -> int:
+        n = sum(self._client.nthreads().values())
+        return max(2, 2 * n)  # keep every worker busy while the driver stores results
+
+    def submit(self, fn: Callable, *args) -> object:
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait_any(self, futures: Sequence) -> List:
+        from distributed import wait
+
+        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
+        return list(done)
+
+    def close(self) -> None:
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(executor: str = "local", workers: int = 1, scheduler: Optional[str] = None):
+    """``local`` with 1 worker → sequential; ``local`` with N → process pool; ``dask`` → Dask."""
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    if workers < 1:
+        raise InputError(f"--workers must be ≥ 1, got {workers}")
+    if executor == "dask":
+        return DaskExecutor(scheduler, workers)
+    if scheduler:
+        raise InputError("--scheduler needs --executor dask")
+    return SequentialExecutor() if workers == 1 else ProcessPoolExecutor(workers)

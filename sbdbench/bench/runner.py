@@ -1,0 +1,155 @@
+"""``run_bench``: run a grid of cells on an executor and keep every result in the results store.
+
+The driver loop is the same for every executor: skip the cells the store already has, keep up to
+``executor.capacity`` cells in flight, store each finished cell in one transaction as soon as it
+comes back, retry a failed cell once, then record it as failed with its error — one failing cell
+never stops the others, and a killed bench loses only the cells that were in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+from sbdbench.bench.executors import CellOutcome, execute_cell, make_executor
+from sbdbench.bench.grid import GAUSSIAN, Cell, build_grid
+from sbdbench.bench.store import ResultsStore, current_run_info, utc_now
+
+MAX_ATTEMPTS = 2  # a failing cell is retried once
+QUICK_WORKERS = 2  # --quick uses up to this many local processes unless --workers says otherwise
+
+
+@dataclass
+class BenchSummary:
+    """What a bench run did."""
+
+    cells: int = 0
+    skipped: int = 0
+    finished: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    db_path: str = ""
+
+    def line(self) -> str:
+        return (f"{self.cells} cells: {self.finished} run, {self.skipped} already in the store, {self.failed} failed "
+                f"({self.seconds:.0f} s); results in {self.db_path}")
+
+
+def run_cells(
+    cells: Sequence[Cell],
+    store: ResultsStore,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    scheduler: Optional[str] = None,
+    rerun: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+) -> BenchSummary:
+    """Run ``cells`` (skipping finished ones unless ``rerun``) and store every outcome."""
+    t0 = time.perf_counter()
+    summary = BenchSummary(cells=len(cells), db_path=str(store.path))
+    unique = list({c.key: c for c in cells}.values())
+    done = set() if rerun else store.finished_keys()
+    todo = [c for c in unique if c.key not in done]
+    summary.skipped = len(unique) - len(todo)
+    if summary.skipped:
+        log(f"{summary.skipped} of {len(unique)} cells already in the store: skipped")
+    if not todo:
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    info = current_run_info()
+    pool = make_executor(executor, workers, scheduler)
+    log(f"running {len(todo)} cells on {pool.description}")
+    pending = deque((cell, 1) for cell in todo)
+    in_flight = {}
+    first_start = {}
+    n_done = 0
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < pool.capacity:
+                cell, attempt = pending.popleft()
+                first_start.setdefault(cell.key, utc_now())
+                in_flight[pool.submit(execute_cell, cell, attempt)] = (cell, attempt)
+            for fut in pool.wait_any(list(in_flight)):
+                cell, attempt = in_flight.pop(fut)
+                try:
+                    outcome: CellOutcome = fut.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory, lost)
+                    outcome = CellOutcome(cell, error=f"worker failed: {type(exc).__name__}: {exc}", finished_at=utc_now())
+                if outcome.ok:
+                    run_id = store.record_finished(cell, outcome.records, info=info, attempts=attempt,
+                                                   started_at=first_start[cell.key], finished_at=outcome.finished_at,
+                                                   seconds=outcome.seconds, replace=rerun)
+                    n_done += 1
+                    summary.finished += 1
+                    note = "" if run_id is not None else " (already stored by a concurrent bench)"
+                    log(f"[{n_done}/{len(todo)}] {cell.label}: {len(outcome.records)} shapes in {outcome.seconds:.1f} s{note}")
+                elif attempt < MAX_ATTEMPTS:
+                    log(f"{cell.label}: failed ({_first_line(outcome.error)}); retrying once")
+                    pending.append((cell, attempt + 1))
+                else:
+                    store.record_failed(cell, outcome.error or "unknown error", info=info, attempts=attempt,
+                                        started_at=first_start[cell.key], finished_at=outcome.finished_at or utc_now(),
+                                        seconds=outcome.seconds)
+                    n_done += 1
+                    summary.failed += 1
+                    summary.failures.append(f"{cell.label}: {_first_line(outcome.error)}")
+                    log(f"[{n_done}/{len(todo)}] {cell.label}: FAILED twice, recorded: {_first_line(outcome.error)}")
+    finally:
+        pool.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _first_line(text: Optional[str]) -> str:
+    return (text or "unknown error").strip().splitlines()[0][:300]
+
+
+def run_bench(
+    methods: Optional[Sequence[str]] = None,
+    datasets: Optional[Sequence[str]] = None,
+    resolutions: Optional[Sequence[int]] = None,
+    noise_levels: Optional[Sequence[float]] = None,
+    *,
+    noise: str = GAUSSIAN,
+    device: str = "cpu",
+    quick: bool = False,
+    executor: str = "local",
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    db: Optional[str] = None,
+    rerun: bool = False,
+    log: Callable[[str], None] = lambda msg: None,
+) -> BenchSummary:
+    """Run the benchmark grid and store the results (the function behind ``sbdbench bench``).
+
+    Args:
+        methods, datasets, resolutions, noise_levels: the grid; ``None`` = defaults (every method
+            with frozen settings in ``baselines/``, ``synth``, 10K and 50K, 1/2/3 %), or the
+            ``quick`` subset.
+        noise: noise model of the noisy inputs (``gaussian``).
+        device: torch device for methods and metrics (``cpu``, ``cuda``...).
+        executor, workers, scheduler: see :func:`sbdbench.bench.executors.make_executor`;
+            ``workers=None`` is 1, or with ``quick`` one per core up to :data:`QUICK_WORKERS`.
+        db: results database (default ``$SBDBENCH_HOME/results.db``).
+        rerun: run finished cells again (the new run supersedes the old one in the leaderboard).
+        log: receives one line per event (the CLI prints them).
+    """
+    if workers is None:
+        workers = min(QUICK_WORKERS, os.cpu_count() or 1) if quick else 1
+    store = ResultsStore(db)  # open (and check) the database before any work
+    try:
+        grid = build_grid(methods, datasets, resolutions, noise_levels, noise=noise, device=device, quick=quick, log=log)
+        for note in grid.notes:
+            log(note)
+        summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log)
+        summary.notes = grid.notes
+        return summary
+    finally:
+        store.close()
