@@ -48,6 +48,22 @@ class Denoiser:
     preserves_count: ClassVar[bool] = True
     #: whether the method runs torch code and honours a ``device`` parameter.
     uses_torch: ClassVar[bool] = False
+    #: what the method does, in a few words (the ``sbdbench methods`` table and the README).
+    summary: ClassVar[str] = ""
+    #: the grid ``sbdbench tune`` searches: {parameter: [values]} (empty = nothing to tune).
+    tuning_grid: ClassVar[Dict[str, List[Any]]] = {}
+
+    def unavailable_reason(self) -> Optional[str]:
+        """Why this instance cannot run on this machine (e.g. missing weights), or None if it can.
+
+        The conformance test skips a method with that reason instead of failing; ``denoise`` itself
+        should still raise a clear :class:`~sbdbench.errors.SbdbenchError` in that case.
+        """
+        return None
+
+    def _check_params(self) -> None:
+        """Validate the constructor parameters (raise :class:`InputError`); runs before each denoise,
+        since parameters are stored unchecked, scikit-learn style."""
 
     # --- scikit-learn style parameter handling ---------------------------------------------------
     @classmethod
@@ -90,6 +106,7 @@ class Denoiser:
         Returns:
             (M, 3) float64 array; M == N when ``preserves_count``.
         """
+        self._check_params()
         pts = check_points(points, name=f"{self.name} input")
         if noise_level is not None:
             noise_level = float(noise_level)

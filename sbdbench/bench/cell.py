@@ -1,0 +1,200 @@
+"""One benchmark cell: one method on every test shape of a dataset at one resolution and noise level.
+
+:func:`run_cell` is the unit every runner (``sbdbench run``, ``sbdbench bench``, the executors)
+calls: denoise each noisy test input, optionally write it in ScoreDenoise's layout, score it
+against the clean cloud at the same N and the mesh, and return one record per shape.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from sbdbench.errors import DataError, SbdbenchError
+
+#: keys of every record, in CSV column order.
+RECORD_KEYS = ("shape", "category", "n_points", "sigma", "n_out", "cd", "p2m", "p2m_pt3d", "hd", "seconds", "peak_mem_mb")
+
+
+class CellError(SbdbenchError):
+    """A method failed (raised, or returned NaN/Inf) on one shape of a cell; the message names the shape."""
+
+
+def _torch_cuda_peak_reset(device: str) -> bool:
+    if not str(device).startswith("cuda"):
+        return False
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    torch.cuda.reset_peak_memory_stats(device)
+    return True
+
+
+def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu"):
+    """Run ``method.denoise`` and measure it: returns (output, seconds, peak_mem_mb).
+
+    Peak memory is the peak of Python/numpy allocations during the call (``tracemalloc``), plus
+    the CUDA peak when the device is a GPU; torch CPU allocations are not seen by tracemalloc.
+    """
+    cuda = _torch_cuda_peak_reset(device)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    t0 = time.perf_counter()
+    try:
+        out = method.denoise(points, noise_level=sigma)
+    finally:
+        seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        if not was_tracing:
+            tracemalloc.stop()
+    peak_mb = peak / 2 ** 20
+    if cuda:
+        import torch
+
+        peak_mb += torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return out, seconds, peak_mb
+
+
+def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = "gaussian",
+             shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[Dict], None]] = None,
+             progress: bool = True) -> List[Dict]:
+    """Denoise and score every test shape of one (dataset, N, σ, noise) cell.
+
+    Args:
+        method: a :class:`~sbdbench.methods.base.Denoiser` instance (its own params decide everything).
+        dataset: a :class:`~sbdbench.data.dataset.Dataset`.
+        n_points, sigma, noise: which noisy inputs (``examples/<name>_<N>_poisson[_<noise>]_<σ>``).
+        out_dir: if given, each output is written to ``<out_dir>/<shape>.xyz`` (ScoreDenoise's layout).
+        shapes: a subset of the test shapes (default: all of them).
+        device: where the metrics run ("cpu" = exact float64 backend).
+        on_shape: called with each record as soon as it is ready.
+        progress: show a tqdm bar.
+
+    Returns:
+        One record per shape with keys :data:`RECORD_KEYS` (metrics raw, unscaled).
+
+    Raises:
+        CellError: the method failed or returned non-finite points on a shape (named in the message).
+        DataError: the dataset lacks an input, clean cloud or mesh of the cell.
+    """
+    from sbdbench.io import write_points
+    from sbdbench.metrics import evaluate_shape
+
+    all_shapes = dataset.shapes("test")
+    if shapes is None:
+        shapes = all_shapes
+    else:
+        for s in shapes:
+            dataset.check_shape(s, "test")
+    if not shapes:
+        raise DataError(f"dataset {dataset.name!r} has no test shapes")
+    noisy_dir = dataset.noisy_dir(n_points, sigma, noise)
+    if not noisy_dir.is_dir():
+        levels = dataset.noise_levels(n_points, noise)
+        raise DataError(f"dataset {dataset.name!r} has no noisy inputs at N={int(n_points)}, σ={sigma:g}, noise={noise} "
+                        f"({noisy_dir} is absent; σ available at this N: {', '.join(f'{x:g}' for x in levels) or 'none'})")
+    iterator = shapes
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(shapes, desc=f"{method.name} {int(n_points)} {sigma:g}", unit="shape", leave=False)
+    records = []
+    for shape in iterator:
+        noisy = dataset.load_noisy(shape, n_points, sigma, noise)
+        try:
+            pred, seconds, peak_mb = denoise_measured(method, noisy, sigma, device)
+        except Exception as exc:
+            raise CellError(f"method {method.name!r} failed on shape {shape!r} (N={int(n_points)}, σ={sigma:g}): "
+                            f"{type(exc).__name__}: {exc}") from exc
+        if pred.ndim != 2 or pred.shape[1] != 3 or len(pred) == 0 or not np.isfinite(pred).all():
+            raise CellError(f"method {method.name!r} returned invalid points on shape {shape!r} (N={int(n_points)}, σ={sigma:g})")
+        if out_dir is not None:
+            write_points(Path(out_dir) / f"{shape}.xyz", pred)
+        gt = dataset.load_clean(shape, n_points, "test")
+        verts, faces = dataset.load_mesh(shape, "test")
+        metrics = evaluate_shape(pred, gt, verts, faces, device=device)
+        record = {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
+                  "n_out": int(len(pred)), **{k: float(metrics[k]) for k in ("cd", "p2m", "p2m_pt3d", "hd")},
+                  "seconds": float(seconds), "peak_mem_mb": float(peak_mb)}
+        records.append(record)
+        if on_shape is not None:
+            on_shape(record)
+    return records
+
+
+# --- a whole method run (``sbdbench run``) ---------------------------------------------------------
+SUMMARY_COLUMNS = ("cd_1e4", "p2m_1e4", "p2m_pt3d_1e4", "hd", "seconds", "peak_mem_mb")
+
+
+def summarize(frame):
+    """Mean table in report units: one row per (method, n_points, sigma) with :data:`SUMMARY_COLUMNS`."""
+    from sbdbench.metrics import to_report_units
+
+    rep = to_report_units(frame)
+    keys = [k for k in ("method", "n_points", "sigma") if k in rep]
+    table = rep.groupby(keys)[list(SUMMARY_COLUMNS)].mean()
+    table.insert(0, "n_shapes", rep.groupby(keys).size())
+    return table.reset_index()
+
+
+def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[Sequence[int]] = None,
+               noise_levels: Optional[Sequence[float]] = None, *, params: Optional[Dict] = None, use_frozen: bool = True,
+               device: str = "cpu", out: Optional[Path] = None, noise: str = "gaussian", shapes: Optional[Sequence[str]] = None,
+               progress: bool = True, log: Callable[[str], None] = print):
+    """Denoise every test input of a dataset with one method and score it (``sbdbench run``).
+
+    For each (N, σ) the method gets its frozen settings (``baselines/<method>.toml``, nearest cell)
+    updated with ``params``; outputs go to ``<out>/<dataset>_<N>_poisson_<σ>/<shape>.xyz``
+    (ScoreDenoise's layout) and the scores to ``<out>/per_shape.csv`` and ``<out>/summary.csv``.
+
+    Returns:
+        (per-shape DataFrame with raw metrics, summary DataFrame in report units).
+    """
+    import json
+
+    import pandas as pd
+
+    from sbdbench.data.dataset import noisy_dir_name, open_dataset
+    from sbdbench.methods.base import get_method_class, make_method
+    from sbdbench.methods.settings import frozen_params
+    from sbdbench.paths import atomic_write_text
+
+    cls = get_method_class(method_name)
+    params = dict(params or {})
+    if "device" in cls._param_names() and "device" not in params:
+        params["device"] = device
+    make_method(method_name, **params)  # unknown parameter names fail before any work
+    ds = open_dataset(dataset)
+    available = ds.resolutions("test")
+    resolutions = list(resolutions) if resolutions else available
+    for n in resolutions:
+        if n not in available:
+            raise DataError(f"dataset {ds.name!r} has no {n}-point test clouds (available: {', '.join(map(str, available)) or 'none'})")
+    out = Path(out) if out is not None else Path("runs") / method_name
+    rows = []
+    for n_points in resolutions:
+        levels = list(noise_levels) if noise_levels else ds.noise_levels(n_points, noise)
+        if not levels:
+            raise DataError(f"dataset {ds.name!r} has no noisy inputs at N={n_points} (noise {noise})")
+        for sigma in levels:
+            cell_params = {**(frozen_params(method_name, n_points, sigma) if use_frozen else {}), **params}
+            method = make_method(method_name, **cell_params)
+            cell_dir = out / noisy_dir_name(ds.name, n_points, sigma, noise)
+            records = run_cell(method, ds, n_points, sigma, cell_dir, noise=noise, shapes=shapes, device=device, progress=progress)
+            shown = {k: v for k, v in method.get_params().items()}
+            for r in records:
+                rows.append({"method": method_name, **r, "params": json.dumps(shown, sort_keys=True)})
+            mean_cd = sum(r["cd"] for r in records) / len(records) * 1e4
+            log(f"{method_name} N={n_points} σ={sigma:g}: {len(records)} shapes, cd_1e4={mean_cd:.3f}, params {shown} -> {cell_dir}")
+    frame = pd.DataFrame(rows, columns=["method", *RECORD_KEYS, "params"])
+    summary = summarize(frame)
+    atomic_write_text(out / "per_shape.csv", frame.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
+    return frame, summary

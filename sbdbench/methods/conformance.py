@@ -1,0 +1,272 @@
+"""``check_denoiser``: the conformance check every registered method must pass (like sklearn's ``check_estimator``).
+
+Third parties run it on their own class before registering it::
+
+    from sbdbench.methods.conformance import check_denoiser
+    check_denoiser(MyDenoiser)            # or an instance, or a registered name
+
+Each check raises :class:`ConformanceError` (an ``AssertionError``) naming the check and what was
+wrong. The inputs are small (a noisy sphere of ``n_points`` points, 1000 by default) so learned
+methods can be checked on CPU in seconds; pass ``n_points`` to suit a patch-based method.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+
+import numpy as np
+
+from sbdbench.errors import InputError, SbdbenchError
+from sbdbench.methods.base import Denoiser, get_method_class
+
+#: the checks, in the order they run.
+CHECKS = (
+    "class_attributes",
+    "params_roundtrip",
+    "output_shape_and_finite",
+    "does_not_modify_input",
+    "same_frame",
+    "frame_equivariance",
+    "deterministic",
+    "accepts_array_likes",
+    "noise_level_optional",
+    "rejects_bad_input",
+    "tiny_input",
+)
+
+
+class ConformanceError(AssertionError):
+    """A method broke the :class:`~sbdbench.methods.base.Denoiser` contract."""
+
+
+def noisy_sphere(n_points: int = 1000, sigma: float = 0.02, seed: int = 0) -> np.ndarray:
+    """A unit sphere sampled uniformly at random with Gaussian noise σ: the standard test input."""
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n_points, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    return p + sigma * rng.normal(size=p.shape)
+
+
+def _fail(check: str, message: str) -> None:
+    raise ConformanceError(f"[{check}] {message}")
+
+
+def _instantiate(method_or_class: Union[str, Type[Denoiser], Denoiser]) -> Denoiser:
+    if isinstance(method_or_class, str):
+        return get_method_class(method_or_class)()
+    if isinstance(method_or_class, type):
+        if not issubclass(method_or_class, Denoiser):
+            _fail("class_attributes", f"{method_or_class!r} is not a Denoiser subclass")
+        return method_or_class()
+    if not isinstance(method_or_class, Denoiser):
+        _fail("class_attributes", f"{method_or_class!r} is not a Denoiser instance")
+    return method_or_class
+
+
+def _clone(method: Denoiser) -> Denoiser:
+    return type(method)(**method.get_params())
+
+
+def check_denoiser(method_or_class: Union[str, Type[Denoiser], Denoiser], *, n_points: int = 1000, sigma: float = 0.02,
+                   checks: Optional[Sequence[str]] = None, frame_atol: float = 1e-4) -> List[str]:
+    """Check a denoiser against the interface contract; returns the names of the checks run.
+
+    Args:
+        method_or_class: a registered name, a :class:`Denoiser` subclass (built with its defaults)
+            or an instance (its parameters are used; it is cloned through ``get_params``).
+        n_points: size of the test cloud (raise it for patch-based methods that need more points).
+        sigma: noise of the test cloud (fraction of the unit sphere).
+        checks: a subset of :data:`CHECKS` (default: all).
+        frame_atol: tolerance of the frame-equivariance check, relative to the cloud's radius.
+
+    Raises:
+        ConformanceError: the first check that fails, with its name in brackets.
+    """
+    selected = list(CHECKS if checks is None else checks)
+    unknown = set(selected) - set(CHECKS)
+    if unknown:
+        raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
+    method = _instantiate(method_or_class)
+    base = noisy_sphere(n_points, sigma)
+    run: List[str] = []
+    for name in selected:
+        _CHECK_FUNCS[name](method, base, sigma, frame_atol)
+        run.append(name)
+    return run
+
+
+# --- the checks ----------------------------------------------------------------------------------
+def _class_attributes(method: Denoiser, base, sigma, atol) -> None:
+    cls = type(method)
+    if not isinstance(cls.name, str) or not cls.name or not cls.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        _fail("class_attributes", f"{cls.__name__}.name must be a non-empty identifier-like string, got {cls.name!r}")
+    if not isinstance(cls.paper, str) or not cls.paper.strip():
+        _fail("class_attributes", f"{cls.__name__}.paper must cite the method's paper (one line)")
+    if not isinstance(cls.preserves_count, bool):
+        _fail("class_attributes", f"{cls.__name__}.preserves_count must be a bool")
+    sig = inspect.signature(cls.__init__)
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            _fail("class_attributes", f"{cls.__name__}.__init__ must list its parameters explicitly (no *args/**kwargs)")
+        if p.default is inspect.Parameter.empty:
+            _fail("class_attributes", f"{cls.__name__}.__init__ parameter {p.name!r} needs a default")
+    if cls.uses_torch and "device" not in cls._param_names():
+        _fail("class_attributes", f"{cls.__name__} uses torch but has no `device` parameter")
+    for key in cls.tuning_grid:
+        if key not in cls._param_names():
+            _fail("class_attributes", f"{cls.__name__}.tuning_grid names {key!r}, which is not a constructor parameter")
+
+
+def _params_roundtrip(method: Denoiser, base, sigma, atol) -> None:
+    try:
+        params = method.get_params()
+    except AttributeError as exc:
+        _fail("params_roundtrip", f"get_params() failed ({exc}): store each constructor parameter as self.<name>")
+    if set(params) != set(type(method)._param_names()):
+        _fail("params_roundtrip", f"get_params() keys {sorted(params)} != constructor parameters {sorted(type(method)._param_names())}")
+    for key, value in params.items():
+        if getattr(method, key) is not value:
+            _fail("params_roundtrip", f"parameter {key!r} must be stored unchanged as attribute self.{key}")
+    clone = _clone(method)
+    if repr(clone.get_params()) != repr(params):
+        _fail("params_roundtrip", f"type(m)(**m.get_params()) does not reproduce the parameters: {clone.get_params()} vs {params}")
+    try:
+        method.set_params(__no_such_parameter__=1)
+    except InputError:
+        pass
+    else:
+        _fail("params_roundtrip", "set_params accepted an unknown parameter")
+
+
+def _denoise(method: Denoiser, points, check: str, **kw) -> np.ndarray:
+    try:
+        return method.denoise(points, **kw)
+    except SbdbenchError as exc:
+        _fail(check, f"denoise raised {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - anything else is a contract violation
+        _fail(check, f"denoise raised an unexpected {type(exc).__name__}: {exc}")
+    raise AssertionError("unreachable")
+
+
+def _output_shape_and_finite(method: Denoiser, base, sigma, atol) -> None:
+    out = _denoise(method, base, "output_shape_and_finite", noise_level=sigma)
+    if not isinstance(out, np.ndarray):
+        _fail("output_shape_and_finite", f"denoise must return a numpy array, got {type(out).__name__}")
+    if out.dtype != np.float64 or out.ndim != 2 or out.shape[1] != 3 or len(out) == 0:
+        _fail("output_shape_and_finite", f"expected a non-empty (M, 3) float64 array, got {out.dtype} {out.shape}")
+    if not np.isfinite(out).all():
+        _fail("output_shape_and_finite", "output has NaN/Inf coordinates")
+    if method.preserves_count and len(out) != len(base):
+        _fail("output_shape_and_finite", f"preserves_count is True but {len(base)} points became {len(out)}")
+
+
+def _does_not_modify_input(method: Denoiser, base, sigma, atol) -> None:
+    pts = base.copy()
+    _denoise(method, pts, "does_not_modify_input", noise_level=sigma)
+    if not np.array_equal(pts, base):
+        _fail("does_not_modify_input", "denoise modified its input array")
+    frozen = base.copy()
+    frozen.setflags(write=False)
+    _denoise(method, frozen, "does_not_modify_input", noise_level=sigma)  # a read-only input must work
+
+
+def _same_frame(method: Denoiser, base, sigma, atol) -> None:
+    center, scale = np.array([120.0, -40.0, 7.5]), 35.0
+    pts = base * scale + center
+    out = _denoise(method, pts, "same_frame", noise_level=sigma)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pts).query(out)
+    if np.median(dist) > 0.1 * scale:
+        _fail("same_frame", f"the output is not in the input's frame (median distance to the input {np.median(dist):.3g} "
+                            f"for a cloud of radius {scale}); map results back to the input frame")
+
+
+def _frame_equivariance(method: Denoiser, base, sigma, atol) -> None:
+    unit = _denoise(_clone(method), base, "frame_equivariance", noise_level=sigma)
+    center, scale = np.array([-3.0, 250.0, 12.0]), 0.02
+    moved = _denoise(_clone(method), base * scale + center, "frame_equivariance", noise_level=sigma)
+    if moved.shape != unit.shape:
+        _fail("frame_equivariance", f"output size depends on the frame: {unit.shape} vs {moved.shape}")
+    err = np.abs((moved - center) / scale - unit).max()
+    if err > atol:
+        _fail("frame_equivariance", f"scaling/translating the input changed the result by {err:.3g} (unit-sphere units, "
+                                    f"tolerance {atol}); normalise internally as the protocol does")
+
+
+def _deterministic(method: Denoiser, base, sigma, atol) -> None:
+    a = _denoise(method, base, "deterministic", noise_level=sigma)
+    b = _denoise(method, base, "deterministic", noise_level=sigma)
+    c = _denoise(_clone(method), base, "deterministic", noise_level=sigma)
+    for other, what in ((b, "a second call"), (c, "a fresh instance with the same parameters (seed)")):
+        if other.shape != a.shape or not np.allclose(a, other, rtol=0, atol=1e-6):
+            _fail("deterministic", f"{what} gave a different result; methods with randomness must take a `seed` parameter")
+
+
+def _accepts_array_likes(method: Denoiser, base, sigma, atol) -> None:
+    _denoise(method, base.astype(np.float32), "accepts_array_likes", noise_level=sigma)
+    _denoise(method, base.tolist(), "accepts_array_likes", noise_level=sigma)
+    _denoise(method, np.asfortranarray(base), "accepts_array_likes", noise_level=sigma)
+
+
+def _noise_level_optional(method: Denoiser, base, sigma, atol) -> None:
+    out = _denoise(method, base, "noise_level_optional")
+    if not np.isfinite(out).all():
+        _fail("noise_level_optional", "output with noise_level=None has NaN/Inf")
+
+
+def _expect_input_error(method: Denoiser, points, what: str, **kw) -> None:
+    try:
+        method.denoise(points, **kw)
+    except InputError as exc:
+        if "\n" in str(exc).strip():
+            _fail("rejects_bad_input", f"{what}: the error message must be one line, got {str(exc)!r}")
+        return
+    except Exception as exc:  # noqa: BLE001
+        _fail("rejects_bad_input", f"{what}: expected sbdbench.errors.InputError, got {type(exc).__name__}: {exc}")
+    _fail("rejects_bad_input", f"{what}: was accepted; it must raise sbdbench.errors.InputError")
+
+
+def _rejects_bad_input(method: Denoiser, base, sigma, atol) -> None:
+    with_nan = base.copy()
+    with_nan[3, 1] = np.nan
+    with_inf = base.copy()
+    with_inf[5, 0] = np.inf
+    _expect_input_error(method, with_nan, "a NaN coordinate")
+    _expect_input_error(method, with_inf, "an Inf coordinate")
+    _expect_input_error(method, base[:, :2], "an (N, 2) array")
+    _expect_input_error(method, base[None], "a (1, N, 3) array")
+    _expect_input_error(method, np.zeros((0, 3)), "an empty cloud")
+    _expect_input_error(method, "points.xyz", "a string")
+    _expect_input_error(method, base, "noise_level=-0.01", noise_level=-0.01)
+    _expect_input_error(method, base, "noise_level=nan", noise_level=float("nan"))
+
+
+def _tiny_input(method: Denoiser, base, sigma, atol) -> None:
+    for n in (1, 5):
+        try:
+            out = method.denoise(base[:n], noise_level=sigma)
+        except InputError:
+            continue  # a clear refusal is fine
+        except Exception as exc:  # noqa: BLE001
+            _fail("tiny_input", f"{n} point(s): expected a result or InputError, got {type(exc).__name__}: {exc}")
+        if not np.isfinite(out).all() or (method.preserves_count and len(out) != n):
+            _fail("tiny_input", f"{n} point(s): output must be finite with {n} points")
+
+
+_CHECK_FUNCS: Dict[str, Callable[[Denoiser, np.ndarray, float, float], Any]] = {
+    "class_attributes": _class_attributes,
+    "params_roundtrip": _params_roundtrip,
+    "output_shape_and_finite": _output_shape_and_finite,
+    "does_not_modify_input": _does_not_modify_input,
+    "same_frame": _same_frame,
+    "frame_equivariance": _frame_equivariance,
+    "deterministic": _deterministic,
+    "accepts_array_likes": _accepts_array_likes,
+    "noise_level_optional": _noise_level_optional,
+    "rejects_bad_input": _rejects_bad_input,
+    "tiny_input": _tiny_input,
+}

@@ -1,0 +1,73 @@
+"""Frozen method settings: ``baselines/<method>.toml``, chosen by ``sbdbench tune`` on training shapes.
+
+A TOML holds one ``[[cell]]`` per tuned (resolution, noise level) with the chosen ``params``;
+:func:`frozen_params` returns the params of the nearest cell (resolution first, on a log scale, then
+σ), so a 30K cloud at 1.5 % gets sensible settings too. A method without a TOML runs with its
+constructor defaults. The folder is the repository's ``baselines/`` (override with
+``$SBDBENCH_BASELINES``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sbdbench.errors import DataError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+BASELINES_ENV = "SBDBENCH_BASELINES"
+
+
+def baselines_dir() -> Path:
+    """Where the frozen settings live: ``$SBDBENCH_BASELINES`` or the repository's ``baselines/``."""
+    env = os.environ.get(BASELINES_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[2] / "baselines"
+
+
+def settings_path(method_name: str, folder: Optional[Path] = None) -> Path:
+    return Path(folder or baselines_dir()) / f"{method_name}.toml"
+
+
+def load_settings(method_name: str, folder: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+    """The parsed TOML of a method, or None when it has none."""
+    path = settings_path(method_name, folder)
+    if not path.is_file():
+        return None
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: unreadable frozen settings ({exc}); re-run `sbdbench tune --method {method_name}`") from None
+
+
+def nearest_cell(cells: List[Dict[str, Any]], n_points: int, sigma: Optional[float]) -> Optional[Dict[str, Any]]:
+    """The cell nearest to (n_points, σ): nearest resolution on a log scale, then nearest σ
+    (σ None → the median tuned σ at that resolution)."""
+    if not cells:
+        return None
+    dist_n = [abs(math.log(max(int(c["n_points"]), 1) / max(int(n_points), 1))) for c in cells]
+    best = min(dist_n)
+    same_n = [c for c, d in zip(cells, dist_n) if d <= best + 1e-12]
+    if sigma is None:
+        sigmas = sorted(float(c["sigma"]) for c in same_n)
+        sigma = sigmas[len(sigmas) // 2]
+    return min(same_n, key=lambda c: (abs(float(c["sigma"]) - float(sigma)), float(c["sigma"])))
+
+
+def frozen_params(method_name: str, n_points: int, sigma: Optional[float], folder: Optional[Path] = None) -> Dict[str, Any]:
+    """The frozen parameters of ``method_name`` for a cloud of ``n_points`` at noise ``sigma``.
+
+    Returns ``{}`` (the constructor defaults) when the method has no TOML or the TOML no cells.
+    """
+    data = load_settings(method_name, folder)
+    if not data:
+        return {}
+    cell = nearest_cell(list(data.get("cell", [])), n_points, sigma)
+    return dict(cell.get("params", {})) if cell else {}

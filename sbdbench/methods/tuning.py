@@ -1,0 +1,249 @@
+"""``sbdbench tune``: choose each method's parameters per (resolution, noise level) on TRAINING shapes.
+
+Protocol (research note §2; the papers published no settings for the classical baselines):
+
+* shapes: a fixed subset of the dataset's ``train`` split (never ``test``), spread over categories;
+  fewer shapes at large resolutions to keep tuning affordable;
+* inputs: each clean training cloud, normalised to the unit sphere, plus seeded Gaussian noise
+  (:func:`sbdbench.data.noise.add_noise`, seed derived from shape, N and σ);
+* score: mean Chamfer distance to the clean cloud (lower is better), over the shapes;
+* choice: the best point of the method's ``tuning_grid`` (ties → the earlier grid point), written with
+  the grid, every trial's score, the shapes, the date and the sbdbench version to ``baselines/<method>.toml``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from sbdbench.errors import DataError, InputError
+from sbdbench.geometry import normalize_unit_sphere
+from sbdbench.paths import atomic_write_text
+
+#: resolutions above this use ``max_shapes_large`` shapes.
+LARGE_N = 20000
+
+
+def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
+    """All combinations of a {name: [values]} grid, in a fixed order (first key varies slowest)."""
+    if not grid:
+        return [{}]
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
+
+
+def pick_shapes(dataset, count: int, split: str = "train") -> List[str]:
+    """``count`` shapes of ``split``, alternating over categories and, within a category, over
+    templates (``<template>_train07`` → ``<template>``), so a small subset covers smooth, sharp, thin
+    and genus shapes and as many different templates as possible. Deterministic."""
+    shapes = dataset.shapes(split)
+    if not shapes:
+        raise DataError(f"dataset {dataset.name!r} has no {split!r} shapes to tune on")
+    by_cat: Dict[str, Dict[str, List[str]]] = {}
+    for s in shapes:
+        template = s.rsplit("_", 1)[0] if "_" in s else s
+        by_cat.setdefault(dataset.category(s), {}).setdefault(template, []).append(s)
+    queues = []
+    for _, templates in sorted(by_cat.items()):
+        groups = [sorted(v) for _, v in sorted(templates.items())]
+        interleaved = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+        queues.append(interleaved)
+    out: List[str] = []
+    while len(out) < min(count, len(shapes)):
+        for q in queues:
+            if q and len(out) < count:
+                out.append(q.pop(0))
+    return out
+
+
+def noise_seed(shape: str, n_points: int, sigma: float, seed: int = 0) -> int:
+    """A stable per-(shape, N, σ) seed for the tuning noise (independent of Python's hash salt)."""
+    return (zlib.crc32(f"{shape}:{int(n_points)}:{sigma:g}".encode()) + 1000003 * int(seed)) % (2 ** 31)
+
+
+def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 0):
+    """(clean unit cloud, noisy unit cloud) of a training shape at N points and noise σ."""
+    from sbdbench.data.noise import add_noise
+
+    clean_path = dataset.clean_path(shape, n_points, "train")
+    if clean_path.is_file():
+        clean = dataset.load_clean(shape, n_points, "train")
+    else:  # a training mesh without a cloud at this N: sample one (seeded)
+        from sbdbench.data.sampling import sample_poisson
+
+        verts, faces = dataset.load_mesh(shape, "train")
+        clean = sample_poisson(verts, faces, n_points, seed=noise_seed(shape, n_points, 0.0, seed))
+    unit, _, _ = normalize_unit_sphere(clean)
+    noisy = add_noise(unit, sigma, seed=noise_seed(shape, n_points, sigma, seed))
+    return unit, np.asarray(noisy, dtype=np.float64)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def settings_toml(doc: Dict[str, Any]) -> str:
+    """Render a tuning result (see :func:`tune_method`) as TOML (no third-party writer needed)."""
+    lines = [f"# Frozen settings of `{doc['method']}`, written by `sbdbench tune`. Do not edit by hand: re-run the tuning.", ""]
+    for key in ("method", "paper", "sbdbench_version", "date", "dataset", "split", "score", "seed", "fixed_params"):
+        if key in doc:
+            lines.append(f"{key} = {_toml_value(doc[key])}")
+    lines += ["", "[grid]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in doc["grid"].items()]
+    for cell in doc["cell"]:
+        lines += ["", "[[cell]]"]
+        for key in ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "trials"):
+            if key == "trials":
+                lines.append("trials = [")
+                lines += [f"  {_toml_value(t)}," for t in cell["trials"]]
+                lines.append("]")
+            elif key in cell:
+                lines.append(f"{key} = {_toml_value(cell[key])}")
+    return "\n".join(lines) + "\n"
+
+
+def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = (10000, 50000),
+                noise_levels: Sequence[float] = (0.01, 0.02, 0.03), *, max_shapes: int = 8, max_shapes_large: int = 3,
+                grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
+                seed: int = 0, out: Optional[Path] = None, merge: bool = True,
+                refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML.
+
+    Args:
+        method_name: a registered method.
+        dataset: dataset name (its ``train`` split is used, never ``test``).
+        resolutions, noise_levels: the cells to tune.
+        max_shapes / max_shapes_large: training shapes per cell at N ≤ / > :data:`LARGE_N`.
+        grid: override the method's ``tuning_grid``; fixed_params: extra params held fixed.
+        seed: noise seed offset.
+        out: TOML path (default ``baselines/<method>.toml``); the file is rewritten after every cell,
+            so an interrupted tuning keeps the finished cells.
+        merge: keep the cells of an existing TOML that this run does not tune (e.g. tune 10K, then 50K).
+        refine_keys: search only these grid keys; every other parameter is held at the choice of the
+            nearest already-tuned cell with the same σ (read from ``refine_from``, default ``out``).
+            Used at 50K, where the neighbourhood size is what must change with resolution
+            (research note §1) and a full grid costs 25× the 10K one.
+        log: progress sink (one line per trial).
+
+    Returns:
+        The document written (also the TOML's content).
+    """
+    from sbdbench import __version__
+    from sbdbench.data.dataset import open_dataset
+    from sbdbench.methods.base import get_method_class, make_method
+    from sbdbench.methods.settings import settings_path
+    from sbdbench.metrics import chamfer
+
+    cls = get_method_class(method_name)
+    grid = dict(cls.tuning_grid if grid is None else grid)
+    fixed_params = dict(fixed_params or {})
+    for key in list(grid) + list(fixed_params):
+        if key not in cls._param_names():
+            raise InputError(f"method {method_name!r} has no parameter {key!r}")
+    ds = open_dataset(dataset)
+    out = Path(out) if out is not None else settings_path(method_name)
+    doc: Dict[str, Any] = {
+        "method": method_name, "paper": cls.paper, "sbdbench_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": dataset, "split": "train",
+        "score": "mean Chamfer distance (cd, raw, unit-sphere frame) over the training shapes; lower is better",
+        "seed": int(seed), "fixed_params": fixed_params, "grid": grid, "cell": [],
+    }
+    base_cells: List[Dict[str, Any]] = []
+    if refine_keys:
+        unknown = set(refine_keys) - set(grid)
+        if unknown:
+            raise InputError(f"refine key(s) {', '.join(sorted(unknown))} are not in the grid of {method_name!r} ({', '.join(grid)})")
+        src = Path(refine_from) if refine_from is not None else out
+        previous = None
+        if src.is_file():
+            from sbdbench.methods.settings import tomllib
+
+            previous = tomllib.loads(src.read_text(encoding="utf-8"))
+        base_cells = list((previous or {}).get("cell", []))
+        if not base_cells:
+            raise DataError(f"refining {method_name!r} needs an already-tuned TOML ({src} has no cells); tune a lower resolution first")
+    searched = {k: v for k, v in grid.items() if not refine_keys or k in refine_keys}
+    points = grid_points(searched)
+    planned = {(int(n), round(float(s), 6)) for n in resolutions for s in noise_levels}
+    kept = []
+    if merge and out.is_file():  # keep the cells of earlier runs that this run does not redo
+        from sbdbench.methods.settings import tomllib
+
+        try:
+            previous = tomllib.loads(out.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            previous = {}
+        kept = [c for c in previous.get("cell", []) if (int(c["n_points"]), round(float(c["sigma"]), 6)) not in planned]
+    doc["cell"] = list(kept)
+    import time
+
+    for n_points in resolutions:
+        shapes = pick_shapes(ds, max_shapes if n_points <= LARGE_N else max_shapes_large)
+        for sigma in noise_levels:
+            held = dict(fixed_params)
+            if refine_keys:
+                from sbdbench.methods.settings import nearest_cell
+
+                base = nearest_cell(base_cells, n_points, sigma)
+                held.update({k: v for k, v in base["params"].items() if k not in refine_keys})
+            pairs = [training_pair(ds, s, n_points, sigma, seed) for s in shapes]
+            noisy_cd = float(np.mean([chamfer(noisy, clean) for clean, noisy in pairs]))
+            trials = []
+            t_cell = time.perf_counter()
+            for params in points:
+                method = make_method(method_name, **{**held, **params})
+                cds = [chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]
+                score = float(np.mean(cds))
+                trials.append({**params, "cd": score})
+                log(f"{method_name} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
+            best = min(range(len(trials)), key=lambda i: trials[i]["cd"])
+            seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
+            doc["cell"] = sorted(doc["cell"] + [{"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[best]["cd"],
+                                "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3),
+                                "searched": list(searched), "held_from": "nearest tuned cell, same σ" if refine_keys else "",
+                                "params": {**held, **points[best]}, "trials": trials}],
+                                 key=lambda c: (int(c["n_points"]), float(c["sigma"])))
+            atomic_write_text(out, settings_toml(doc))
+            log(f"{method_name} N={n_points} σ={sigma:g}: chose {points[best]} (cd {trials[best]['cd'] * 1e4:.3f}e-4) -> {out}")
+    return doc
+
+
+def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
+    """Merge TOMLs of the same method tuned in separate runs (e.g. 10K and 50K in parallel) into one.
+
+    Later files win for a (resolution, σ) cell present in several; the header (grid, date, version)
+    comes from the last file. Returns the merged document.
+    """
+    from sbdbench.methods.settings import tomllib
+
+    docs = [tomllib.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    if not docs:
+        raise InputError("no settings files to merge")
+    methods = {d.get("method") for d in docs}
+    if len(methods) != 1:
+        raise InputError(f"cannot merge settings of different methods: {sorted(map(str, methods))}")
+    cells: Dict[Any, Dict[str, Any]] = {}
+    for d in docs:
+        for c in d.get("cell", []):
+            cells[(int(c["n_points"]), round(float(c["sigma"]), 6))] = c
+    merged = dict(docs[-1])
+    merged["cell"] = [cells[k] for k in sorted(cells)]
+    atomic_write_text(out, settings_toml(merged))
+    return merged

@@ -1,0 +1,214 @@
+"""``sbdbench run`` / ``denoise`` / ``tune`` / ``methods`` end to end on a tiny synth dataset, and run_cell's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from sbdbench.cli import main
+from sbdbench.errors import DataError
+from sbdbench.methods.base import Denoiser
+
+
+@pytest.fixture()
+def synth(request, tmp_path_factory, monkeypatch):
+    """The shared ``tiny_synth`` fixture if conftest has one, else a 2-shape synth at 1000 points; the
+    returned dataset is reachable by name (``$SBDBENCH_HOME`` points at it)."""
+    from sbdbench.data.dataset import register_dataset
+
+    try:
+        ds = request.getfixturevalue("tiny_synth")
+    except pytest.FixtureLookupError:
+        ds = _own_tiny_synth(tmp_path_factory)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("SBDBENCH_HOME", str(home))
+    register_dataset(ds.name, ds.root)
+    return ds
+
+
+_CACHE = {}
+
+
+def _own_tiny_synth(tmp_path_factory):
+    if "ds" not in _CACHE:
+        from sbdbench.data.synth import build_synth_dataset
+
+        root = tmp_path_factory.mktemp("tiny_synth") / "data"
+        _CACHE["ds"] = build_synth_dataset(root=root, resolutions=(1000,), noise_levels=(0.02,), shapes=["sphere", "cube"],
+                                           n_train=2, n_val=1, extra_noises=(), progress=False, workers=1)
+    return _CACHE["ds"]
+
+
+def _cell(ds):
+    """The smallest resolution at its largest noise level (where smoothing clearly pays off)."""
+    n = ds.resolutions("test")[0]
+    return n, ds.noise_levels(n)[-1]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_run_writes_scoredenoise_layout_and_beats_noisy(synth, tmp_path):
+    n, sigma = _cell(synth)
+    for method in ("noisy", "jet"):
+        res = _invoke("run", "--method", method, "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--out", tmp_path / method)
+        assert res.exit_code == 0, res.output
+        assert "cd_1e4" in res.output and "p2m_1e4" in res.output
+        cell_dir = tmp_path / method / f"{synth.name}_{n}_poisson_{sigma:g}"
+        assert sorted(p.stem for p in cell_dir.glob("*.xyz")) == synth.shapes("test")
+    noisy = pd.read_csv(tmp_path / "noisy" / "per_shape.csv")
+    jet = pd.read_csv(tmp_path / "jet" / "per_shape.csv")
+    for col in ("shape", "category", "n_points", "sigma", "n_out", "cd", "p2m", "p2m_pt3d", "hd", "seconds", "peak_mem_mb", "params"):
+        assert col in jet.columns
+    assert (jet["n_out"] == n).all()
+    assert jet["cd"].mean() < noisy["cd"].mean()
+    summary = pd.read_csv(tmp_path / "jet" / "summary.csv")
+    assert summary.loc[0, "cd_1e4"] == pytest.approx(jet["cd"].mean() * 1e4)
+
+
+def test_run_param_overrides_frozen_settings(synth, tmp_path):
+    n, sigma = _cell(synth)
+    res = _invoke("run", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--param", "iterations=3",
+                  "--param", "k=10", "--out", tmp_path)
+    assert res.exit_code == 0, res.output
+    params = pd.read_csv(tmp_path / "per_shape.csv")["params"].iloc[0]
+    assert '"iterations": 3' in params and '"k": 10' in params
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("--method", "nope"), "unknown method"),
+    (("--method", "jet", "--resolution", "777"), "no 777-point"),
+    (("--method", "jet", "--noise", "0.5"), "no noisy inputs"),
+    (("--method", "jet", "--param", "bogus=1"), "no parameter"),
+    (("--method", "jet", "--param", "k=1"), "parameter k"),
+    (("--method", "jet", "--dataset", "missing_ds"), "not present"),
+])
+def test_run_bad_input_is_one_line_error(synth, tmp_path, args, fragment):
+    res = _invoke("run", *args, "--dataset", synth.name, "--out", tmp_path) if "--dataset" not in args else _invoke("run", *args, "--out", tmp_path)
+    assert res.exit_code != 0
+    assert fragment in res.output
+    assert "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("suffix", [".xyz", ".ply", ".npy"])
+def test_denoise_keeps_frame_and_format(synth, tmp_path, suffix):
+    from scipy.spatial import cKDTree
+
+    from sbdbench.io import read_points, write_points
+
+    n, sigma = _cell(synth)
+    shape = synth.shapes("test")[0]
+    noisy = synth.load_noisy(shape, n, sigma) * 250.0 + np.array([1000.0, -20.0, 3.0])  # a user's own frame
+    src = write_points(tmp_path / f"in{suffix}", noisy)
+    dst = tmp_path / f"out{suffix}"
+    res = _invoke("denoise", src, dst, "--method", "jet")
+    assert res.exit_code == 0, res.output
+    assert " s " in res.output and f"{n} -> {n} points" in res.output
+    out = read_points(dst)
+    assert out.shape == noisy.shape
+    clean = synth.load_clean(shape, n) * 250.0 + np.array([1000.0, -20.0, 3.0])
+    # same frame as the input, and closer to the clean surface than the input was
+    d_out = cKDTree(clean).query(out)[0].mean()
+    d_in = cKDTree(clean).query(noisy)[0].mean()
+    assert d_out < d_in
+
+
+def test_denoise_errors(tmp_path):
+    np.savetxt(tmp_path / "bad.xyz", np.array([[0.0, 1.0], [2.0, 3.0]]))
+    for args, fragment in [
+        ((tmp_path / "missing.xyz", tmp_path / "o.xyz", "--method", "jet"), "no such file"),
+        ((tmp_path / "bad.xyz", tmp_path / "o.xyz", "--method", "jet"), "bad.xyz"),
+        ((tmp_path / "bad.xyz", tmp_path / "o.abc", "--method", "jet"), "unknown output format"),
+        ((tmp_path / "bad.xyz", tmp_path / "bad.xyz", "--method", "jet"), "overwrite"),
+    ]:
+        res = _invoke("denoise", *args)
+        assert res.exit_code != 0 and fragment in res.output, res.output
+        assert "Traceback" not in res.output
+
+
+def test_tune_uses_train_shapes_and_freezes_choice(synth, tmp_path):
+    from sbdbench.methods.settings import frozen_params, load_settings
+
+    n, sigma = _cell(synth)
+    out = tmp_path / "baselines" / "pca.toml"
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma,
+                  "--max-shapes", 2, "--out", out)
+    assert res.exit_code == 0, res.output
+    data = load_settings("pca", out.parent)
+    (cell,) = data["cell"]
+    assert set(cell["shapes"]) <= set(synth.shapes("train"))
+    assert not set(cell["shapes"]) & set(synth.shapes("test"))
+    assert cell["cd"] < cell["noisy_cd"]
+    assert cell["cd"] == min(t["cd"] for t in cell["trials"])
+    assert len(cell["trials"]) == len(data["grid"]["radius_scale"]) * len(data["grid"]["iterations"])
+    assert data["sbdbench_version"] and data["date"] and data["split"] == "train"
+    assert frozen_params("pca", n, sigma, folder=out.parent) == cell["params"]
+
+
+def test_methods_lists_every_method_with_params_and_paper():
+    res = _invoke("methods")
+    assert res.exit_code == 0
+    for name in ("jet", "bilateral", "wlop", "graph_lap"):
+        assert name in res.output
+    assert "Cazals & Pouget" in res.output and "radius_scale=" in res.output
+
+
+class _NaNMethod(Denoiser):
+    name = "t_nan"
+    paper = "test double"
+
+    def __init__(self) -> None:
+        pass
+
+    def _denoise_unit(self, points, noise_level):
+        out = points.copy()
+        out[0, 0] = np.nan
+        return out
+
+
+def test_run_cell_names_the_failing_shape(synth):
+    from sbdbench.bench.cell import CellError, run_cell
+
+    n, sigma = _cell(synth)
+    first = synth.shapes("test")[0]
+    with pytest.raises(CellError, match=first):
+        run_cell(_NaNMethod(), synth, n, sigma, None, progress=False)
+    with pytest.raises(DataError):
+        run_cell(_NaNMethod(), synth, n, 0.77, None, progress=False)
+
+
+def test_run_cell_records(synth, tmp_path):
+    from sbdbench.bench.cell import RECORD_KEYS, run_cell
+    from sbdbench.methods import make_method
+
+    n, sigma = _cell(synth)
+    seen = []
+    shape = synth.shapes("test")[-1]
+    records = run_cell(make_method("pca"), synth, n, sigma, tmp_path, shapes=[shape], on_shape=seen.append, progress=False)
+    assert seen == records and len(records) == 1
+    assert tuple(records[0]) == RECORD_KEYS
+    assert (tmp_path / f"{shape}.xyz").is_file()
+    assert records[0]["peak_mem_mb"] > 0 and records[0]["seconds"] > 0
+
+
+def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp_path):
+    from sbdbench.methods.settings import load_settings
+
+    n, sigma = _cell(synth)
+    out = tmp_path / "pca.toml"
+    assert _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma,
+                   "--max-shapes", 2, "--out", out).exit_code == 0
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--noise", sigma,
+                  "--max-shapes", 2, "--refine", "radius_scale", "--out", out)
+    assert res.exit_code == 0, res.output
+    data = load_settings("pca", tmp_path)
+    low, high = data["cell"]
+    assert (low["n_points"], high["n_points"]) == (n, 2 * n)
+    assert high["searched"] == ["radius_scale"]
+    assert high["params"]["iterations"] == low["params"]["iterations"]
+    assert len(high["trials"]) == len(data["grid"]["radius_scale"])
+    bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--refine", "nope", "--out", out)
+    assert bad.exit_code != 0 and "not in the grid" in bad.output
