@@ -107,20 +107,52 @@ def knn(query: np.ndarray, reference: np.ndarray, k: int, workers: int = -1) -> 
 def farthest_point_sampling(points: torch.Tensor, n_samples: int, start: int = 0) -> torch.Tensor:
     """Indices of ``n_samples`` farthest-point samples of an (N, 3) tensor, starting at index ``start``.
 
-    Deterministic (the same as ``torch_cluster.fps(..., random_start=False)``: first index 0, then
-    each next point is the one farthest from those chosen, ties to the lowest index). Works on any
-    device; memory is O(N).
+    Deterministic (the same as ``torch_cluster.fps(..., random_start=False)``: first index ``start``,
+    then each next point is the one farthest from those chosen, ties to the lowest index). Works on any
+    device and returns indices on the input's device; memory is O(N).
+
+    On CPU it runs in O(N log N) instead of O(N·n): once a point q is chosen, only points closer to q
+    than the current largest distance can change, and a KD-tree finds exactly those (same result as
+    the plain loop, which is used on other devices).
     """
     n = points.shape[0]
     n_samples = int(min(n_samples, n))
+    if n_samples <= 0:
+        return torch.empty(0, dtype=torch.long, device=points.device)
+    if not 0 <= int(start) < n:
+        raise InputError(f"farthest_point_sampling: start {start} is out of range [0, {n - 1}]")
+    if points.device.type == "cpu":
+        return torch.from_numpy(_fps_kdtree(points.detach().numpy(), n_samples, int(start)))
+    return _fps_torch(points, n_samples, int(start))
+
+
+def _fps_torch(points: torch.Tensor, n_samples: int, start: int) -> torch.Tensor:
+    """The plain FPS loop (any device)."""
     out = torch.empty(n_samples, dtype=torch.long, device=points.device)
-    if n_samples == 0:
-        return out
-    dist = torch.full((n,), float("inf"), dtype=points.dtype, device=points.device)
-    idx = torch.tensor(int(start), device=points.device)
+    dist = torch.full((points.shape[0],), float("inf"), dtype=points.dtype, device=points.device)
+    idx = torch.tensor(start, device=points.device)
     for i in range(n_samples):
         out[i] = idx
-        d = ((points - points[idx]) ** 2).sum(dim=1)
-        dist = torch.minimum(dist, d)
+        torch.minimum(dist, ((points - points[idx]) ** 2).sum(dim=1), out=dist)
         idx = torch.argmax(dist)
+    return out
+
+
+def _fps_kdtree(points: np.ndarray, n_samples: int, start: int) -> np.ndarray:
+    """FPS on a numpy (N, 3) array with KD-tree pruning of the distance updates."""
+    pts = np.ascontiguousarray(points)
+    tree = cKDTree(pts)
+    dist = ((pts - pts[start]) ** 2).sum(axis=1)
+    out = np.empty(n_samples, dtype=np.int64)
+    out[0] = start
+    for i in range(1, n_samples):
+        idx = int(np.argmax(dist))
+        out[i] = idx
+        q = pts[idx]
+        # points that can get closer to q than their current distance lie within sqrt(max dist) of q
+        radius = float(np.sqrt(dist[idx])) * (1.0 + 1e-6) + 1e-12
+        cand = np.asarray(tree.query_ball_point(q, radius), dtype=np.int64)
+        if cand.size:
+            d = ((pts[cand] - q) ** 2).sum(axis=1)
+            dist[cand] = np.minimum(dist[cand], d)
     return out

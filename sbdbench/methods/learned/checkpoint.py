@@ -1,0 +1,124 @@
+"""Weights for the learned methods: where they are (``official`` / ``project`` / a path) and how they load.
+
+Everything is read with ``torch.load(weights_only=True)``. The only class allow-listed is
+``argparse.Namespace`` (the released ScoreDenoise checkpoint stores its training arguments in one);
+the project's own files hold a plain ``state_dict`` and plain-type metadata and need no allow-list.
+A missing, corrupt or mismatched file is a :class:`~sbdbench.errors.DataError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+from torch import nn
+
+from sbdbench.errors import DataError, InputError
+from sbdbench.paths import atomic_path, home
+
+#: sha256 of the released ScoreDenoise checkpoint (luost26/score-denoise, pretrained/ckpt.pt).
+OFFICIAL_SHA256 = "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
+OFFICIAL_URL = "https://github.com/luost26/score-denoise/raw/main/pretrained/ckpt.pt"
+#: the shipped weights live in the package (``sbdbench/weights/``).
+PACKAGE_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+
+
+def official_weights_path() -> Path:
+    """Where ``sbdbench fetch score-official`` puts the released checkpoint."""
+    return home() / "weights" / "score-denoise-official.pt"
+
+
+def project_weights_path(method: str = "score") -> Path:
+    """The project's own shipped weights for ``method`` (``sbdbench/weights/<method>_project.pt``)."""
+    return PACKAGE_WEIGHTS_DIR / f"{method}_project.pt"
+
+
+def resolve_weights(weights: str | Path, method: str = "score", fetch_name: str = "score-official") -> Path:
+    """Turn ``official`` / ``project`` / a file path into an existing file, or raise a clear error."""
+    spec = str(weights)
+    if spec == "official":
+        path = official_weights_path()
+        if not path.is_file():
+            raise DataError(f"the official {method} weights are not downloaded ({path} is absent): run `sbdbench fetch {fetch_name}`")
+        return path
+    if spec == "project":
+        path = project_weights_path(method)
+        if not path.is_file():
+            raise DataError(f"this build of sbdbench ships no project weights for {method!r} ({path} is absent); use weights=official or weights=PATH")
+        return path
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise DataError(f"weights file not found: {path} (weights must be 'official', 'project' or a path to a checkpoint)")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Read a checkpoint safely → (state_dict, metadata).
+
+    Accepted layouts: ``{"state_dict": ..., "args": Namespace, ...}`` (ScoreDenoise's release),
+    ``{"state_dict": ..., "meta": {...}}`` (sbdbench's own files), or a bare state_dict.
+    """
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"weights file not found: {path}") from None
+    except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe: {first[:200]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        state, meta = obj["state_dict"], dict(obj.get("meta") or {})
+        args = obj.get("args")
+        if isinstance(args, argparse.Namespace):
+            meta["args"] = vars(args)
+    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state, meta = obj, {}
+    else:
+        raise DataError(f"{path}: not a model checkpoint (expected a state_dict or a dict with 'state_dict')")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise DataError(f"{path}: its state_dict holds non-tensor entries")
+    return state, meta
+
+
+def load_into(model: nn.Module, state: Dict[str, torch.Tensor], source: str | Path = "checkpoint") -> nn.Module:
+    """``model.load_state_dict(state, strict=True)`` with a one-line error naming what does not match."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} with another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+        raise DataError(f"{source}: weights do not fit the {type(model).__name__} architecture: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def save_project_weights(path: str | Path, model: nn.Module, meta: Dict[str, Any]) -> None:
+    """Write a float32 state_dict + plain-type metadata atomically (loads with weights_only=True, no allow-list)."""
+    state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone() for k, v in model.state_dict().items()}
+    _check_plain(meta)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+
+
+def _check_plain(value: Any, where: str = "meta") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InputError(f"{where}: keys must be strings, got {k!r}")
+            _check_plain(v, f"{where}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]")
+    elif not (value is None or isinstance(value, (str, int, float, bool))):
+        raise InputError(f"{where}: metadata must be plain types (str/int/float/bool/None/list/dict), got {type(value).__name__}")

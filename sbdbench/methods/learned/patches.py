@@ -1,0 +1,125 @@
+"""Patch machinery of patch-based denoisers: seeds, patches, batching, and merging back to N points.
+
+Reusable with any per-patch routine (ScoreDenoise's gradient ascent, SBD's reverse diffusion):
+
+    seeds   = patch_seeds(points, patch_size=1000, seed_k=3)         # FPS, 3N/1000 seeds, start at index 0
+    idx     = extract_patches(points, seeds, patch_size=1000)        # (S, P) indices of each seed's 1000-NN
+    out     = map_patches(points[idx], routine, batch_size=B)        # (S, P, 3) denoised patches
+    merged  = merge_fps(out, len(points))                            # FPS back to exactly N (ScoreDenoise)
+    merged  = merge_stitch(out, idx, points, seeds)                  # or 1:1 stitching (IterativePFN)
+
+:func:`patch_based_denoise` chains them. All functions take (N, 3) tensors on any device, and keep
+memory bounded: no (N, N) matrix, patches processed in batches.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from sbdbench.errors import InputError
+from sbdbench.geometry import farthest_point_sampling
+from sbdbench.methods.learned.knn import knn_points
+
+#: what a per-patch routine looks like: (b, P, 3) noisy patches → (b, P, 3) denoised patches.
+PatchRoutine = Callable[[torch.Tensor], torch.Tensor]
+
+
+def num_seeds(n_points: int, patch_size: int = 1000, seed_k: float = 3) -> int:
+    """ScoreDenoise's seed count ``int(seed_k · N / patch_size)``, at least 1 (30 for 10K, 150 for 50K)."""
+    return max(1, int(seed_k * n_points / patch_size))
+
+
+def patch_seeds(points: torch.Tensor, patch_size: int = 1000, seed_k: float = 3) -> torch.Tensor:
+    """Indices (S,) of the patch centres: farthest-point samples of the (N, 3) cloud, starting at index 0."""
+    return farthest_point_sampling(points, num_seeds(points.shape[0], patch_size, seed_k), start=0)
+
+
+def extract_patches(points: torch.Tensor, seed_idx: torch.Tensor, patch_size: int = 1000, chunk_size: int = 64) -> torch.Tensor:
+    """Indices (S, P) of the P = min(patch_size, N) nearest points of each seed, nearest first (seed included)."""
+    p = min(int(patch_size), points.shape[0])
+    _, idx = knn_points(points[seed_idx].unsqueeze(0), points.unsqueeze(0), p, chunk_size=chunk_size)
+    return idx[0]
+
+
+def patches_per_batch(patch_size: int, bytes_per_point: int, memory_budget_mb: float) -> int:
+    """How many patches fit a memory budget, given the working bytes one patch point needs (≥ 1)."""
+    return max(1, int(memory_budget_mb * 2**20 // max(1, patch_size * bytes_per_point)))
+
+
+def map_patches(patches: torch.Tensor, routine: PatchRoutine, batch_size: int,
+                progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """Apply ``routine`` to (S, P, 3) patches, ``batch_size`` patches at a time → (S, P, 3).
+
+    ``progress(done, total)`` is called after each batch when given.
+    """
+    out = torch.empty_like(patches)
+    step = max(1, int(batch_size))
+    for start in range(0, patches.shape[0], step):
+        out[start:start + step] = routine(patches[start:start + step])
+        if progress is not None:
+            progress(min(start + step, patches.shape[0]), patches.shape[0])
+    return out
+
+
+def merge_fps(denoised_patches: torch.Tensor, n_points: int) -> torch.Tensor:
+    """ScoreDenoise's merge: pool all patch points (≈ 3N) and keep exactly ``n_points`` by FPS (start 0)."""
+    pool = denoised_patches.reshape(-1, denoised_patches.shape[-1])
+    if pool.shape[0] < n_points:
+        raise InputError(f"cannot merge {pool.shape[0]} patch points into {n_points} points")
+    return pool[farthest_point_sampling(pool, n_points, start=0)]
+
+
+def merge_stitch(denoised_patches: torch.Tensor, patch_idx: torch.Tensor, points: torch.Tensor, seed_idx: torch.Tensor) -> torch.Tensor:
+    """IterativePFN's 1:1 stitching: each input point takes its denoised copy from the patch, among those
+    containing it, whose centre is nearest to it. A point that no patch contains (rare) is kept as it is.
+
+    Args:
+        denoised_patches: (S, P, 3); patch_idx: (S, P) input indices; points: (N, 3); seed_idx: (S,).
+
+    Returns:
+        (N, 3), row i the denoised point i.
+    """
+    s, p = patch_idx.shape
+    flat_idx = patch_idx.reshape(-1)
+    centre_dist = ((points[flat_idx] - points[seed_idx].repeat_interleave(p, dim=0)) ** 2).sum(-1)  # (S·P,)
+    best = torch.full((points.shape[0],), float("inf"), dtype=centre_dist.dtype, device=points.device)
+    best.scatter_reduce_(0, flat_idx, centre_dist, reduce="amin")
+    # the patch entry that achieved each point's minimum (ties → the first patch)
+    is_best = centre_dist == best[flat_idx]
+    entry = torch.full((points.shape[0],), s * p, dtype=torch.long, device=points.device)
+    entry.scatter_reduce_(0, flat_idx[is_best], torch.nonzero(is_best).squeeze(1), reduce="amin")
+    out = points.clone()
+    covered = entry < s * p
+    out[covered] = denoised_patches.reshape(-1, denoised_patches.shape[-1])[entry[covered]]
+    return out
+
+
+def patch_based_denoise(
+    points: torch.Tensor,
+    routine: PatchRoutine,
+    *,
+    patch_size: int = 1000,
+    seed_k: float = 3,
+    batch_size: int = 8,
+    merge: str = "fps",
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> torch.Tensor:
+    """One pass of patch-based denoising of an (N, 3) cloud (in the unit sphere) → (N, 3).
+
+    Args:
+        routine: the per-patch denoiser, (b, P, 3) → (b, P, 3).
+        patch_size, seed_k: 1000 and 3 as ScoreDenoise (3N/1000 FPS seeds, 1000-NN patches).
+        batch_size: patches per call of ``routine`` (bounds memory).
+        merge: ``"fps"`` (ScoreDenoise: FPS of all patch points back to N) or ``"stitch"`` (IterativePFN, 1:1).
+        progress: optional callback(done_patches, total_patches).
+    """
+    if merge not in ("fps", "stitch"):
+        raise InputError(f"merge must be 'fps' or 'stitch', got {merge!r}")
+    seeds = patch_seeds(points, patch_size, seed_k)
+    idx = extract_patches(points, seeds, patch_size)
+    out = map_patches(points[idx], routine, batch_size, progress)
+    if merge == "fps":
+        return merge_fps(out, points.shape[0])
+    return merge_stitch(out, idx, points, seeds)

@@ -1,0 +1,208 @@
+"""Training recipe of ``sbd``: the note's loss on diffusion intermediates, with the shared trainer.
+
+One training example (a batch of patch pairs from :class:`PatchSampler`, each with its noise σ):
+
+1. ``F_T = FeatureNet(noisy)`` — features of the noisy patch x^T (as at inference, once per patch).
+2. ``t_in = start_step(σ)`` (at least 2) and a step ``t ~ U{2, …, t_in}`` per patch: the note's "t uniform
+   in 2..T", where the note's T is the step of the noisy observation itself (p(x^T) = N(x^0, L_noise I)).
+3. Intermediates ``x_a^t``: ``marginal`` (default) — the clean patch pushed through q(x^t | x^0), i.e.
+   x^0 + σ_t ε; ``nearest`` — the noisy points moved towards their nearest clean point
+   (:func:`~sbdbench.methods.learned.diffusion.nearest_intermediate`).
+4. As ScoreDenoise: 128 random anchors of the noisy patch (with their F_T), each takes its 32 nearest
+   intermediates; the network predicts their displacement from the offsets to the anchor; the target is
+   ``(mean of the 4 nearest clean points) − x_a^t``. This is exactly how the sampler scores points
+   (anchors = input points, scored points = current points x_a^t).
+5. ``loss="sbd"`` (the note's corrected coefficients) or ``loss="score"`` (ScoreDenoise's unweighted
+   loss), :func:`~sbdbench.methods.learned.diffusion.displacement_loss`.
+
+Validation (model selection, on the ``val`` split) is the same for both losses, so the two runs are
+comparable: fixed val patches at σ = 1.5 %, denoised by the full SBD reverse chain, scored by the
+Chamfer distance to the clean patch (×10⁴).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from sbdbench.errors import InputError
+from sbdbench.methods.learned.diffusion import INTERMEDIATES, LOSSES, Schedule, displacement_loss, marginal_intermediate, nearest_intermediate
+from sbdbench.methods.learned.knn import knn_gather, knn_points
+from sbdbench.methods.learned.model import ScoreDenoiseModel
+from sbdbench.methods.learned.training import TrainResult, register_recipe
+
+
+def sample_steps(sigma: torch.Tensor, schedule: Schedule, generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per patch: the input's step t_in = start_step(σ) (≥ 2, ≤ T) and t ~ U{2..t_in}. Returns (t, t_in), (B,) long."""
+    if schedule.T < 2:
+        raise InputError("SBD training needs a schedule with T ≥ 2 (the loss sums over t > 1)")
+    t_in = torch.tensor([max(2, schedule.start_step(float(s))) for s in sigma], dtype=torch.long)
+    u = torch.rand(len(t_in), generator=generator)
+    t = 2 + torch.floor(u * (t_in - 1).double()).long()  # uniform on 2..t_in
+    return torch.minimum(t, t_in), t_in
+
+
+def clean_displacement(points: torch.Tensor, clean: torch.Tensor, num_clean_nbs: int = 4) -> torch.Tensor:
+    """ScoreDenoise's target: (mean of the ``num_clean_nbs`` nearest clean points) − x. points (B, M, 3), clean (B, C, 3)."""
+    _, idx = knn_points(points, clean, num_clean_nbs)
+    return knn_gather(clean, idx).mean(dim=2) - points
+
+
+def sbd_batch_loss(
+    batch: Dict[str, torch.Tensor],
+    model: ScoreDenoiseModel,
+    *,
+    schedule: Schedule,
+    loss: str = "sbd",
+    intermediate: str = "marginal",
+    num_train_points: int = 128,
+    frame_knn: int = 32,
+    num_clean_nbs: int = 4,
+    sigma_dsm: float = 0.01,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """SBD's training loss on a batch ``{"noisy": (B, n, 3), "clean": (B, m, 3), "sigma": (B,)}`` (see module doc)."""
+    if loss not in LOSSES:
+        raise InputError(f"sbd: unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
+    if intermediate not in INTERMEDIATES:
+        raise InputError(f"sbd: unknown intermediate strategy {intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
+    noisy, clean = batch["noisy"], batch["clean"]
+    b, n, d = noisy.shape
+    t, t_in = sample_steps(batch["sigma"].cpu(), schedule, generator)
+    with torch.no_grad():
+        if intermediate == "marginal":
+            points = marginal_intermediate(clean, t, schedule, generator=generator)
+        else:
+            points = nearest_intermediate(noisy, clean, t, t_in, schedule)
+    pick = torch.randperm(n, generator=generator)[: min(num_train_points, n)].to(noisy.device)
+    feat = model.feature_net(noisy)[:, pick]  # F_T at the anchors: (B, A, F)
+    anchors = noisy[:, pick]
+    a = anchors.shape[1]
+    k = min(frame_knn, points.shape[1])
+    _, frame_idx = knn_points(anchors, points, k)
+    frames = knn_gather(points, frame_idx)  # (B, A, k, 3) intermediates around each anchor
+    with torch.no_grad():
+        target = clean_displacement(frames.reshape(b, -1, d), clean, num_clean_nbs).reshape(b, a, k, d)
+    pred = model.score_net((frames - anchors.unsqueeze(2)).reshape(-1, k, d), feat.reshape(-1, feat.shape[-1])).reshape(b, a, k, d)
+    return displacement_loss(pred, target, t.to(noisy.device), schedule, loss=loss, sigma_dsm=sigma_dsm)
+
+
+def chamfer_patches(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-patch Chamfer distance (squared, mean per direction, summed): (B, n, 3), (B, m, 3) → (B,)."""
+    d_pg, _ = knn_points(pred, gt, 1)
+    d_gp, _ = knn_points(gt, pred, 1)
+    return d_pg[..., 0].mean(dim=1) + d_gp[..., 0].mean(dim=1)
+
+
+def validation_cd(model: ScoreDenoiseModel, val_set, schedule: Schedule, device: str | torch.device = "cpu") -> float:
+    """Mean CD ×10⁴ between SBD-denoised val patches and the clean points of the same region."""
+    from sbdbench.methods.learned.sbd import denoise_patches
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in val_set:
+            noisy = batch["noisy"].to(device)
+            clean = batch["clean"].to(device)[:, : noisy.shape[1]]  # the clean 1000-NN of the seed: the noisy patch's region
+            t_star = schedule.start_step(float(batch["sigma"][0]))
+            out = denoise_patches(model, noisy, schedule, t_star)
+            cd = chamfer_patches(out, clean)
+            total += float(cd.sum()) * 1e4
+            count += cd.numel()
+    return total / max(1, count)
+
+
+@register_recipe("sbd")
+def train_sbd(
+    *,
+    dataset: str = "synth",
+    out_dir: str | Path = "train_sbd",
+    loss: str = "sbd",
+    intermediate: str = "marginal",
+    T: Optional[int] = None,
+    schedule: Optional[str] = None,
+    sigma_min: Optional[float] = None,
+    sigma_max: Optional[float] = None,
+    iterations: int = 2000,
+    batch_size: int = 8,
+    patches_per_cloud: int = 4,
+    patch_size: int = 1000,
+    noise_min: float = 0.005,
+    noise_max: float = 0.02,
+    lr: float = 1e-4,
+    val_every: int = 100,
+    val_sigma: float = 0.015,
+    val_batches: int = 4,
+    resolutions: Optional[Sequence[int]] = None,
+    device: str = "cpu",
+    threads: Optional[int] = None,
+    seed: int = 2020,
+    time_limit_s: Optional[float] = None,
+    install: bool = False,
+    log=print,
+    **unused,
+) -> TrainResult:
+    """Train SBD's networks (same data, sampler, optimiser and budget options as ``score``'s recipe).
+
+    ``loss`` ∈ {sbd, score}, ``intermediate`` ∈ {marginal, nearest}; T/schedule/sigma_min/sigma_max
+    set the schedule (default: the method's). ``noise_min/noise_max``: training noise range (0.5–2 %).
+    The best weights (by :func:`validation_cd` on the val split) are ``<out_dir>/best.pt``;
+    ``install=True`` copies them to ``sbdbench/weights/sbd_project.pt``.
+    """
+    from sbdbench.data.dataset import open_dataset
+    from sbdbench.methods.learned.checkpoint import project_weights_path
+    from sbdbench.methods.learned.data_patches import PatchSampler, fixed_batches, load_split_clouds
+    from sbdbench.methods.learned.sbd import schedule_from_params
+    from sbdbench.methods.learned.training import TrainConfig, train
+    from sbdbench.paths import atomic_write_bytes
+
+    if unused:
+        extra = ", ".join(sorted(k for k, v in unused.items() if v is not None))
+        if extra:
+            log(f"sbd recipe: ignoring options {extra}")
+    if loss not in LOSSES:
+        raise InputError(f"sbd: unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
+    if intermediate not in INTERMEDIATES:
+        raise InputError(f"sbd: unknown intermediate strategy {intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
+    sched_params = {k: v for k, v in {"T": T, "schedule": schedule, "sigma_min": sigma_min, "sigma_max": sigma_max}.items() if v is not None}
+    sched = schedule_from_params(sched_params)
+    ds = open_dataset(dataset)
+    train_clouds = load_split_clouds(ds, "train", resolutions)
+    val_clouds = load_split_clouds(ds, "val", resolutions)
+    sampler = PatchSampler(train_clouds, patch_size=patch_size, sigma_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud, seed=seed)
+    val_set = fixed_batches(val_clouds, n_batches=val_batches, batch_size=batch_size, sigma=val_sigma, patch_size=patch_size, seed=seed + 1)
+
+    def loss_fn(batch: Dict[str, torch.Tensor], model: ScoreDenoiseModel) -> torch.Tensor:
+        # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
+        return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
+
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every, checkpoint_every=min(50, val_every),
+                         seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
+                         extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
+                                "val_sigma": val_sigma, "val_batches": val_batches, "loss": loss, "intermediate": intermediate})
+    meta = {
+        "method": "sbd",
+        "loss": loss,
+        "intermediate": intermediate,
+        "schedule": sched.describe(),
+        "recipe": "SBD: ScoreDenoise patches/frames on diffusion intermediates x_a^t, t ~ U{2..t*(sigma)}, val = CD of the SBD chain",
+        "dataset": dataset,
+        "train_shapes": len(ds.shapes("train")),
+        "train_clouds": len(train_clouds),
+        "val_shapes": len(ds.shapes("val")),
+        "resolutions": list(resolutions) if resolutions else ds.resolutions("train"),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    torch.manual_seed(seed)  # the same initial weights as score's recipe
+    model = ScoreDenoiseModel()
+    result = train(model, loss_fn, sampler, config, validate=lambda m: validation_cd(m, val_set, sched, device), meta=meta, log=log)
+    if install:
+        target = project_weights_path("sbd")
+        atomic_write_bytes(target, Path(result.best_path).read_bytes())
+        log(f"installed {target}")
+    return result

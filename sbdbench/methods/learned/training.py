@@ -1,0 +1,212 @@
+"""A small, generic trainer for the learned denoisers: pluggable loss, resumable checkpoints, loss curve.
+
+    result = train(model, loss_fn, sampler, TrainConfig(iterations=..., batch_size=..., out_dir=...),
+                   validate=val_fn, meta={...})
+
+* ``loss_fn(batch, model) -> scalar tensor``: the method's loss (ScoreDenoise: :func:`score_loss`;
+  SBD plugs in its own).
+* ``sampler``: anything with ``sample(batch_size) -> batch`` and ``state_dict()/load_state_dict()``
+  (:class:`~sbdbench.methods.learned.data_patches.PatchSampler`).
+* ``validate(model) -> float`` (lower is better), run every ``val_every`` iterations and at the end; the
+  best model is written to ``<out_dir>/best.pt`` (plain state_dict + metadata, loads with
+  ``weights_only=True``). Model selection never sees the test split: callers pass the ``val`` split.
+* ``<out_dir>/last.pt`` holds model, optimiser, sampler and RNG state: running again with the same
+  ``out_dir`` resumes where it stopped (the same batches as an uninterrupted run).
+* ``<out_dir>/loss.csv`` (iteration, train loss, val, seconds) and ``loss.png`` are the loss curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+from torch import nn
+
+from sbdbench.errors import DataError, InputError
+from sbdbench.methods.learned.checkpoint import load_checkpoint, save_project_weights
+from sbdbench.paths import atomic_path, atomic_write_text
+
+LossFn = Callable[[Dict[str, torch.Tensor], nn.Module], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """What a training run does (stored in its checkpoints and in the shipped weights' metadata)."""
+
+    iterations: int
+    batch_size: int = 8
+    lr: float = 1e-4
+    val_every: int = 100
+    checkpoint_every: int = 50
+    max_grad_norm: float = math.inf
+    seed: int = 2020
+    out_dir: str = "train_out"
+    device: str = "cpu"
+    threads: Optional[int] = None
+    #: stop (validate, save) after the first iteration that ends past this wall time, in seconds (None: no limit).
+    time_limit_s: Optional[float] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    best_val: float
+    best_iteration: int
+    seconds: float
+    best_path: Path
+    history: List[Dict[str, float]]
+
+
+def _write_curve(out_dir: Path, history: List[Dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["iteration", "loss", "val", "seconds"])
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
+    atomic_write_text(out_dir / "loss.csv", buf.getvalue())
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency; the CSV is the record
+        return
+    its = [r["iteration"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(its, [r["loss"] for r in history], lw=0.8, label="train loss")
+    vals = [(r["iteration"], r["val"]) for r in history if r.get("val") not in (None, "")]
+    if vals:
+        ax.plot(*zip(*vals), "o-", ms=3, label="val")
+    ax.set_xlabel("iteration")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out_dir / "loss.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    sampler: Any,
+    config: TrainConfig,
+    *,
+    validate: Optional[Callable[[nn.Module], float]] = None,
+    meta: Optional[Dict[str, Any]] = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``model`` with Adam for ``config.iterations`` iterations (resuming from ``out_dir/last.pt``)."""
+    if config.iterations < 1 or config.batch_size < 1:
+        raise InputError("iterations and batch_size must be ≥ 1")
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(config.device)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    torch.manual_seed(config.seed)
+    history: List[Dict[str, float]] = []
+    start_it, best_val, best_it, elapsed = 0, math.inf, 0, 0.0
+    last = out_dir / "last.pt"
+    if last.is_file():
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            sampler.load_state_dict(state["sampler"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+        except Exception as exc:
+            raise DataError(f"{last}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from None
+        start_it, best_val, best_it = state["iteration"], state["best_val"], state["best_iteration"]
+        elapsed, history = state["seconds"], state["history"]
+        log(f"resumed at iteration {start_it} (best val {best_val:.6g} at {best_it})")
+
+    def save_last(it: int) -> None:
+        with atomic_path(last) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                        "torch_rng": torch.get_rng_state(), "iteration": it, "best_val": best_val, "best_iteration": best_it,
+                        "seconds": elapsed, "history": history, "config": asdict(config)}, tmp)
+        _write_curve(out_dir, history)
+
+    def save_best(it: int, val: float) -> None:
+        info = dict(meta or {})
+        info.update({"iteration": it, "val": float(val), "train_seconds": round(elapsed, 1), "config": asdict(config)})
+        save_project_weights(out_dir / "best.pt", model, info)
+
+    t0 = time.perf_counter() - elapsed
+    it = start_it
+    for it in range(start_it + 1, config.iterations + 1):
+        model.train()
+        batch = {k: v.to(device) for k, v in sampler.sample(config.batch_size).items()}
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(batch, model)
+        if not torch.isfinite(loss):
+            raise DataError(f"training diverged: loss is {loss.item()} at iteration {it}")
+        loss.backward()
+        if math.isfinite(config.max_grad_norm):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        elapsed = time.perf_counter() - t0
+        row: Dict[str, float] = {"iteration": it, "loss": float(loss.item()), "val": "", "seconds": round(elapsed, 2)}
+        out_of_time = config.time_limit_s is not None and elapsed >= config.time_limit_s
+        if validate is not None and (it % config.val_every == 0 or it == config.iterations or out_of_time):
+            model.eval()
+            with torch.no_grad():
+                val = float(validate(model))
+            row["val"] = val
+            if val < best_val:
+                best_val, best_it = val, it
+                save_best(it, val)
+            log(f"iteration {it}: loss {row['loss']:.5f}, val {val:.6g} (best {best_val:.6g} at {best_it}), {elapsed:.0f} s")
+        history.append(row)
+        if it % config.checkpoint_every == 0 or it == config.iterations or out_of_time:
+            save_last(it)
+        if out_of_time:
+            log(f"time limit reached after iteration {it} ({elapsed:.0f} s)")
+            break
+    if validate is None:
+        best_it = it
+        save_best(it, float("nan"))
+    return TrainResult(iterations=it, best_val=best_val, best_iteration=best_it, seconds=elapsed, best_path=out_dir / "best.pt", history=history)
+
+
+def load_best(model: nn.Module, path: str | Path) -> Dict[str, Any]:
+    """Load a ``best.pt`` written by :func:`train` into ``model``; returns its metadata."""
+    from sbdbench.methods.learned.checkpoint import load_into
+
+    state, meta = load_checkpoint(path)
+    load_into(model, state, source=path)
+    return meta
+
+
+# --- recipes: one per trainable method (``sbdbench train --method NAME``) ---------------------------
+#: name → function(**options) -> TrainResult. ``score`` registers itself in ``score_training.py``.
+RECIPES: Dict[str, Callable[..., TrainResult]] = {}
+
+
+def register_recipe(name: str) -> Callable:
+    """Decorator: make a training function available as ``sbdbench train --method name``."""
+
+    def deco(fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
+        RECIPES[name] = fn
+        return fn
+
+    return deco
+
+
+def run_recipe(method: str, **options: Any) -> TrainResult:
+    """Run the training recipe of ``method`` (import of ``sbdbench.methods.learned`` registers them)."""
+    import sbdbench.methods.learned  # noqa: F401  (registers the recipes)
+
+    if method not in RECIPES:
+        raise InputError(f"no training recipe for method {method!r} (trainable: {', '.join(sorted(RECIPES)) or 'none'})")
+    return RECIPES[method](**options)
