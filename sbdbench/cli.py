@@ -13,7 +13,7 @@ from typing import List, Sequence
 import click
 
 from sbdbench import __version__
-from sbdbench.errors import SbdbenchError
+from sbdbench.errors import InputError, SbdbenchError
 
 
 class _Group(click.Group):
@@ -68,9 +68,9 @@ def parse_int_list(text: str | None, what: str = "value") -> List[int] | None:
         try:
             value = int(part)
         except ValueError:
-            raise click.BadParameter(f"{what} must be integers separated by commas, got {text!r}") from None
+            raise InputError(f"{what} must be integers separated by commas, got {text!r}") from None
         if value <= 0:
-            raise click.BadParameter(f"{what} must be > 0, got {value}")
+            raise InputError(f"{what} must be > 0, got {value}")
         out.append(value)
     return out
 
@@ -85,9 +85,9 @@ def parse_float_list(text: str | None, what: str = "value") -> List[float] | Non
         try:
             value = float(part[:-1]) / 100.0 if part.endswith("%") else float(part)
         except ValueError:
-            raise click.BadParameter(f"{what} must be numbers separated by commas, got {text!r}") from None
+            raise InputError(f"{what} must be numbers separated by commas, got {text!r}") from None
         if not value >= 0 or value != value or value == float("inf"):
-            raise click.BadParameter(f"{what} must be finite and ≥ 0, got {part}")
+            raise InputError(f"{what} must be finite and ≥ 0, got {part}")
         out.append(value)
     return out
 
@@ -97,7 +97,7 @@ def parse_params(items: Sequence[str]) -> dict:
     params = {}
     for item in items:
         if "=" not in item:
-            raise click.BadParameter(f"--param expects key=value, got {item!r}")
+            raise InputError(f"--param expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         params[key.strip()] = _parse_scalar(value.strip())
     return params
@@ -120,16 +120,409 @@ def _parse_scalar(value: str):
 
 
 # === data commands (issue 2: fetch synth, build, verify, check-noise, datasets) =================
+def _one_line(parse, text, what):
+    """Run a shared option parser, turning its click error into a one-line InputError."""
+    from sbdbench.errors import InputError
+
+    try:
+        return parse(text, what)
+    except click.BadParameter as exc:
+        raise InputError(exc.message) from None
+
+
+@main.command("build")
+@click.option("--name", default=None, help="Dataset name (default 'synth'; required with --meshes / --register).")
+@click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
+              help="Build a dataset from every mesh (.off/.ply/.obj/.stl) in this folder (all shapes go to 'test').")
+@click.option("--register", "register_path", type=click.Path(file_okay=False), default=None,
+              help="Register an existing ScoreDenoise data folder under --name, without copying.")
+@click.option("--resolutions", default="10000,50000", show_default=True, help="Point counts N, comma-separated (10k allowed).")
+@click.option("--noise-levels", default="0.01,0.02,0.03", show_default=True, help="Gaussian σ of the noisy inputs (fractions or 1%,2%).")
+@click.option("--noise", "noises", default="gaussian", show_default=True,
+              help="With --meshes: noise kinds for the noisy inputs (gaussian, laplace, uniform_ball, anisotropic, outliers, scanner_ray).")
+@click.option("--sampler", type=click.Choice(["poisson", "poisson_pcu", "uniform"]), default="poisson", show_default=True,
+              help="With --meshes: how clean clouds are sampled (folders keep ScoreDenoise's '<N>_poisson' name; the manifest records the sampler).")
+@click.option("--shapes", default=None, help="synth only: a comma-separated subset of the 18 test shapes.")
+@click.option("--no-train", is_flag=True, help="synth only: skip the 40 train + 6 val shapes.")
+@click.option("--force", is_flag=True, help="Rebuild even if an intact build holding everything asked for exists.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default min(2, CPUs)).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def build_cmd(name, meshes_dir, register_path, resolutions, noise_levels, noises, sampler, shapes, no_train, force, workers, quiet):
+    """Build a dataset in ScoreDenoise's layout under $SBDBENCH_HOME/data (default: the offline 'synth').
+
+    \b
+    sbdbench build                                  # synth: 18 test shapes + train/val family
+    sbdbench build --meshes my_meshes/ --name mine  # your meshes, same layout, same manifest
+    sbdbench build --register ~/score-denoise/data --name PUNet   # use an existing folder as is
+    """
+    from sbdbench.data.dataset import register_dataset
+    from sbdbench.errors import InputError
+
+    if meshes_dir and register_path:
+        raise InputError("use either --meshes or --register, not both")
+    if register_path:
+        if not name:
+            raise InputError("--register needs --name (the dataset folder inside PATH, e.g. PUNet)")
+        ds = register_dataset(name, register_path)
+        click.echo(f"registered {name!r} at {ds.dir} ({len(ds.shapes('test'))} test shapes, resolutions {ds.resolutions()})")
+        return
+    res = _one_line(parse_int_list, resolutions, "--resolutions")
+    levels = _one_line(parse_float_list, noise_levels, "--noise-levels")
+    if meshes_dir:
+        from sbdbench.data.splits import build_dataset_from_folder
+
+        if not name:
+            raise InputError("--meshes needs --name")
+        kinds = [k.strip() for k in noises.split(",") if k.strip()]
+        ds = build_dataset_from_folder(name, meshes_dir, resolutions=res, noise_levels=levels, noises=kinds,
+                                       sampler=sampler, force=force, progress=not quiet, workers=workers)
+    else:
+        from sbdbench.data.synth import NAME, build_synth_dataset
+
+        if sampler != "poisson":
+            raise InputError("--sampler applies to --meshes builds; synth always uses the Poisson-disk sampler")
+        if name not in (None, NAME):
+            raise InputError(f"only {NAME!r} can be built without --meshes (got --name {name})")
+        subset = [s.strip() for s in shapes.split(",") if s.strip()] if shapes else None
+        ds = build_synth_dataset(resolutions=res, noise_levels=levels, include_train=not no_train, shapes=subset,
+                                 force=force, progress=not quiet, workers=workers)
+    n_files = len(ds.manifest.get("files", {}))
+    click.echo(f"dataset {ds.name!r} ready at {ds.dir} ({n_files} files verified by manifest.json)")
+
+
+@main.command("verify")
+@click.argument("names", nargs=-1)
+def verify_cmd(names):
+    """Re-check the sha256 of every file of dataset(s) NAMES (default: synth) against manifest.json.
+
+    Exits with a non-zero code naming the first missing or changed file.
+    """
+    from sbdbench.data.splits import verify_dataset
+
+    for name in names or ("synth",):
+        report = verify_dataset(name)
+        click.echo(f"{name}: OK ({report.checked} files match manifest.json; files digest {report.digest})")
+
+
+@main.command("check-noise")
+@click.argument("name", default="synth")
+@click.option("--alpha", type=float, default=0.001, show_default=True, help="Significance level of the Jarque-Bera test.")
+def check_noise_cmd(name, alpha):
+    """Jarque-Bera test of noisy - clean for every noisy set of dataset NAME (default synth).
+
+    Gaussian sets must look normal (and have std within 3% of σ); Laplace / uniform-ball / outlier
+    sets must not. Exits non-zero if any verdict fails.
+    """
+    from sbdbench.data.checks import check_noise, format_noise_table
+    from sbdbench.errors import InputError
+
+    if not 0 < alpha < 1:
+        raise InputError(f"--alpha must be in (0, 1), got {alpha}")
+    rows = check_noise(name, alpha=alpha, progress=True)
+    click.echo(format_noise_table(rows, alpha))
+    failed = [r for r in rows if r.ok is False]
+    if failed:
+        raise SbdbenchError(f"{len(failed)} noisy set(s) do not hold the noise they claim "
+                            f"(first: {failed[0].split} N={failed[0].n_points} {failed[0].noise} σ={failed[0].sigma:g})")
+
+
+@main.command("datasets")
+def datasets_cmd():
+    """List the datasets present under $SBDBENCH_HOME/data or registered, with their contents."""
+    from sbdbench.data.dataset import list_datasets, open_dataset
+
+    names = list_datasets()
+    if not names:
+        click.echo("no datasets yet (run `sbdbench build` for the offline default 'synth')")
+        return
+    click.echo(f"{'name':12} {'test':>5} {'train':>6} {'val':>4}  {'resolutions':18} {'gaussian σ':18} location")
+    for name in names:
+        ds = open_dataset(name)
+        res = ds.resolutions("test")
+        levels = ds.noise_levels(res[0]) if res else []
+        manifest = "" if ds.manifest_path.is_file() else "  (no manifest)"
+        click.echo(f"{name:12} {len(ds.shapes('test')):>5} {len(ds.shapes('train')):>6} {len(ds.shapes('val')):>4}  "
+                   f"{','.join(map(str, res)):18} {','.join(f'{s:g}' for s in levels):18} {ds.dir}{manifest}")
+
 
 # === evaluation commands (issue 3: evaluate) ====================================================
+@main.command("evaluate")
+@click.option("--dataset", "dataset_name", help="Dataset name (with --pred-dir), e.g. synth.")
+@click.option("--pred-dir", type=click.Path(file_okay=False, path_type=str), help="Folder of predictions <shape>.xyz.")
+@click.option("--resolution", type=int, help="GT cloud resolution N (the input's point count), e.g. 10000.")
+@click.option("--split", default="test", show_default=True, help="Dataset split.")
+@click.option("--pred", "pred_file", type=click.Path(dir_okay=False, path_type=str), help="One prediction file.")
+@click.option("--gt-points", type=click.Path(dir_okay=False, path_type=str), help="GT cloud file (with --pred).")
+@click.option("--gt-mesh", type=click.Path(dir_okay=False, path_type=str), help="GT mesh file (with --pred).")
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=str), help="Write the per-shape CSV here (raw values).")
+@click.option("--device", default="cpu", show_default=True, help="cpu (exact float64) or cuda[:i] (torch backend).")
+def evaluate_cmd(dataset_name, pred_dir, resolution, split, pred_file, gt_points, gt_mesh, out_csv, device) -> None:
+    """Score denoised clouds: CD, P2M (exact and PyTorch3D-mode) and HD.
+
+    \b
+    Folder:  sbdbench evaluate --dataset synth --pred-dir DIR --resolution 10000 [--out per_shape.csv]
+    Files:   sbdbench evaluate --pred X.xyz --gt-points Y.xyz --gt-mesh M.off
+    The table prints CD and P2M x 10^4 (columns *_1e4), as papers do; the CSV keeps raw values.
+    """
+    import pandas as pd
+
+    from sbdbench.metrics import evaluate_files, evaluate_folder, mean_table
+    from sbdbench.metrics.evaluate import write_csv
+
+    folder_mode = any(v is not None for v in (dataset_name, pred_dir, resolution))
+    file_mode = any(v is not None for v in (pred_file, gt_points, gt_mesh))
+    if folder_mode == file_mode:
+        raise click.UsageError("give either --dataset/--pred-dir/--resolution or --pred/--gt-points/--gt-mesh")
+    if folder_mode:
+        if not (dataset_name and pred_dir and resolution):
+            raise click.UsageError("--dataset, --pred-dir and --resolution go together")
+        frame = evaluate_folder(dataset_name, pred_dir, resolution, split=split, device=device, progress=True)
+    else:
+        if not (pred_file and gt_points and gt_mesh):
+            raise click.UsageError("--pred, --gt-points and --gt-mesh go together")
+        frame = pd.DataFrame([evaluate_files(pred_file, gt_points, gt_mesh, device=device)])
+    if out_csv:
+        click.echo(f"per-shape results: {write_csv(frame, out_csv)}")
+    with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
+        click.echo(mean_table(frame).to_string())
+
 
 # === method commands (issue 4: methods, run, denoise, tune) =====================================
+_PARAM_HELP = "Method parameter as key=value (repeatable); overrides the frozen settings."
+
+
+@main.command("methods")
+@click.option("--verbose", "-v", is_flag=True, help="Also show each method's tuning grid.")
+def methods_cmd(verbose: bool) -> None:
+    """List the registered denoisers with their parameters and papers."""
+    from sbdbench.methods.base import available_methods, get_method_class, load_errors
+
+    for name in available_methods():
+        cls = get_method_class(name)
+        flags = [] if cls.preserves_count else ["changes point count"]
+        if cls.uses_torch:
+            flags.append("torch")
+        click.echo(f"{name}{'  [' + ', '.join(flags) + ']' if flags else ''}")
+        if cls.summary:
+            click.echo(f"    {cls.summary}")
+        click.echo(f"    paper: {cls.paper}")
+        params = ", ".join(f"{k}={v!r}" for k, v in cls.default_params().items())
+        click.echo(f"    params: {params or '(none)'}")
+        if verbose and cls.tuning_grid:
+            click.echo(f"    tuning grid: {cls.tuning_grid}")
+    for where, err in load_errors().items():
+        click.echo(f"(not loaded: {where}: {err})", err=True)
+
+
+@main.command("run")
+@click.option("--method", "method_name", required=True, help="Registered method name (see `sbdbench methods`).")
+@click.option("--dataset", default="synth", show_default=True, help="Dataset name.")
+@click.option("--resolution", default=None, help="Point counts, e.g. 10000,50000 (default: all in the dataset).")
+@click.option("--noise", default=None, help="Noise levels σ, e.g. 0.01,0.02,0.03 or 1%,2% (default: all).")
+@click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
+@click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings (baselines/<method>.toml).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i] (torch methods and the metrics).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder (default runs/<method>/).")
+@click.option("--shapes", default=None, help="Comma-separated subset of test shapes.")
+def run_cmd(method_name, dataset, resolution, noise, param_items, defaults, device, out_dir, shapes) -> None:
+    """Denoise every test input of a dataset, write ScoreDenoise-layout outputs, score them."""
+    from pathlib import Path
+
+    from sbdbench.bench.cell import run_method
+
+    frame, summary = run_method(
+        method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
+        params=parse_params(param_items), use_frozen=not defaults, device=device,
+        out=Path(out_dir) if out_dir else None, shapes=[s.strip() for s in shapes.split(",")] if shapes else None,
+        log=lambda line: click.echo(line, err=True))
+    click.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    click.echo(f"per-shape results: {Path(out_dir or Path('runs') / method_name) / 'per_shape.csv'}", err=True)
+
+
+@main.command("denoise")
+@click.argument("in_path", type=click.Path(dir_okay=False))
+@click.argument("out_path", type=click.Path(dir_okay=False))
+@click.option("--method", "method_name", required=True, help="Registered method name (see `sbdbench methods`).")
+@click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
+@click.option("--noise-level", type=float, default=None, help="Noise σ as a fraction of the cloud's radius, if known (else estimated).")
+@click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings.")
+def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaults) -> None:
+    """Denoise one point cloud file (.xyz/.txt/.ply/.npy): IN_PATH in, OUT_PATH out, same frame."""
+    from sbdbench.methods.files import denoise_file
+
+    info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=noise_level,
+                        use_frozen=not defaults)
+    params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
+    click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s ({params}) -> {info['out']}")
+
+
+@main.command("tune")
+@click.option("--method", "method_name", required=True, help="Registered method name.")
+@click.option("--dataset", default="synth", show_default=True, help="Dataset whose TRAIN split is used.")
+@click.option("--resolution", default="10000,50000", show_default=True, help="Point counts to tune.")
+@click.option("--noise", default="0.01,0.02,0.03", show_default=True, help="Noise levels σ to tune.")
+@click.option("--max-shapes", default=8, show_default=True, type=click.IntRange(1), help="Training shapes per cell (N ≤ 20000).")
+@click.option("--max-shapes-large", default=3, show_default=True, type=click.IntRange(1), help="Training shapes per cell (N > 20000).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Noise seed offset.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="TOML path (default baselines/<method>.toml).")
+@click.option("--refine", "refine_keys", multiple=True,
+              help="Search only this grid key (repeatable); hold the others at the tuned choice of the nearest cell with the same σ.")
+@click.option("--refine-from", default=None, type=click.Path(dir_okay=False), help="TOML holding those tuned cells (default: --out).")
+def tune_cmd(method_name, dataset, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from) -> None:
+    """Grid-search a method's parameters per (resolution, noise) on training shapes; freeze them in a TOML."""
+    from pathlib import Path
+
+    from sbdbench.methods.tuning import tune_method
+
+    doc = tune_method(method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
+                      max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed,
+                      out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
+                      refine_from=Path(refine_from) if refine_from else None, log=lambda line: click.echo(line, err=True))
+    for cell in doc["cell"]:
+        click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
+
 
 # === learned-model commands (issues 5 and 8: train, diagnose) ===================================
 
+# --- train (score helper) ---
+@main.command("train")
+@click.option("--method", "method", required=True, help="Trainable method (score; sbd when present).")
+@click.option("--dataset", default="synth", show_default=True, help="Dataset with train and val splits.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Run folder (checkpoints, loss.csv/png) [default: train_<method>].")
+@click.option("--iterations", default=2000, show_default=True, type=int)
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Patches per iteration.")
+@click.option("--patches-per-cloud", default=4, show_default=True, type=int, help="Patches cut from each noisy draw.")
+@click.option("--val-every", default=100, show_default=True, type=int, help="Validate (val split) every K iterations.")
+@click.option("--time-limit", "time_limit", default=None, type=float, help="Stop after this many minutes of training (resumable).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", default=None, type=int, help="torch CPU threads.")
+@click.option("--seed", default=2020, show_default=True, type=int)
+@click.option("--install", is_flag=True, help="Copy the best weights into the package (sbdbench/weights/<method>_project.pt).")
+@click.option("--param", "params", multiple=True, help="Recipe option key=value (sbd: loss=sbd|score, intermediate=marginal|nearest, T=...).")
+def train_cmd(method, dataset, out_dir, iterations, batch_size, patches_per_cloud, val_every, time_limit, device, threads, seed, install, params):
+    """Train a learned method on a dataset's train split, selecting on its val split. Re-run to resume."""
+    from sbdbench.methods.learned.training import run_recipe
+
+    result = run_recipe(method, dataset=dataset, out_dir=out_dir or f"train_{method}", iterations=iterations, batch_size=batch_size,
+                        patches_per_cloud=patches_per_cloud, val_every=val_every, device=device, threads=threads, seed=seed,
+                        time_limit_s=None if time_limit is None else time_limit * 60.0, install=install,
+                        log=lambda line: click.echo(line, err=True), **parse_params(params))
+    click.echo(f"{result.iterations} iterations in {result.seconds:.0f} s; best val {result.best_val:.6g} at iteration "
+               f"{result.best_iteration}; weights: {result.best_path}")
+
+
+# --- diagnose (sbd helper) ---
+@main.command("diagnose")
+@click.option("--method", "method", type=click.Choice(["sbd"]), default="sbd", show_default=True, help="Model whose training intermediates to test.")
+@click.option("--dataset", default="synth", show_default=True, help="Dataset whose clean clouds are used.")
+@click.option("--split", default="train", show_default=True, help="Split of the dataset.")
+@click.option("--n-points", "n_points", default=10000, show_default=True, type=int, help="Resolution (or samples drawn from --mesh).")
+@click.option("--max-shapes", default=4, show_default=True, type=int, help="Shapes of the split to pool.")
+@click.option("--cloud", type=click.Path(exists=True, dir_okay=False), default=None, help="Use this clean cloud instead of a dataset.")
+@click.option("--mesh", type=click.Path(exists=True, dir_okay=False), default=None, help="Use this mesh (Poisson-sampled) instead of a dataset.")
+@click.option("--sigma", "sigma", default="0.02", show_default=True, help="Noise level of the input (t* is matched to it); '2%' allowed.")
+@click.option("--param", "params", multiple=True, help="Schedule parameter key=value (T, schedule, sigma_min, sigma_max).")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Family-wise significance level (Bonferroni over steps).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", "out_dir", default="diagnostics", show_default=True, type=click.Path(file_okay=False), help="Folder for sbd_jb.csv and sbd_jb.png.")
+def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigma, params, alpha, seed, out_dir):
+    """Jarque-Bera test of SBD's intermediates x_a^t - x^0 per step, for the marginal and nearest strategies."""
+    from sbdbench.methods.learned.diagnostics import diagnose_sbd, load_clouds
+    from sbdbench.methods.learned.sbd import schedule_from_params
+
+    sigma_value = parse_float_list(sigma, "--sigma")[0]
+    schedule = schedule_from_params(parse_params(params))
+    clouds = load_clouds(dataset=dataset, split=split, n_points=n_points, max_shapes=max_shapes, cloud=cloud, mesh=mesh, seed=seed)
+    result = diagnose_sbd(out_dir, clouds=clouds, schedule=schedule, noise_level=sigma_value, alpha=alpha, seed=seed)
+    click.echo(result["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(result["summary"])
+    click.echo(f"wrote {result['csv']} and {result['png']}")
+
+
 # === benchmark commands (issue 6: bench, leaderboard) ===========================================
+@main.command("bench")
+@click.option("--methods", "methods", default=None, metavar="A,B", help="Methods to run (default: every method with frozen settings in baselines/).")
+@click.option("--datasets", "datasets", default=None, metavar="A,B", help="Datasets (default: synth, built when absent).")
+@click.option("--resolutions", default=None, metavar="N,N", help="Point counts, e.g. 10K,50K (default: 10K,50K; --quick: 10K).")
+@click.option("--noise", "noise_levels", default=None, metavar="S,S", help="Noise levels σ, e.g. 1%,2%,3% or 0.01,0.02 (default: 1%,2%,3%).")
+@click.option("--noise-model", default="gaussian", show_default=True, help="Noise model of the noisy inputs.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for methods and metrics (cpu, cuda, cuda:1...).")
+@click.option("--quick", is_flag=True, help="The quick subset (10K, 1/2/3%; no method too slow for a 2-core, 10-minute run).")
+@click.option("--workers", default=None, type=click.IntRange(1), help="Cells run at once: >1 uses a local process pool (or the LocalCluster size with --executor dask). Default 1; with --quick, 2 (one per core).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="local (sequential or process pool) or dask (distributed).")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="With --executor dask: address of a running scheduler (default: start a LocalCluster).")
+@click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
+@click.option("--rerun", is_flag=True, help="Run finished cells again (the new run supersedes the old one).")
+def bench_command(methods, datasets, resolutions, noise_levels, noise_model, device, quick, workers, executor, scheduler, db, rerun):
+    """Run every method on every benchmark cell and store the results (resumable: finished cells are skipped)."""
+    from sbdbench.bench.runner import run_bench
+
+    summary = run_bench(
+        _split_names(methods), _split_names(datasets), parse_int_list(resolutions, "--resolutions"),
+        parse_float_list(noise_levels, "--noise"), noise=noise_model, device=device, quick=quick,
+        executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun, log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(summary.line())
+    for failure in summary.failures:  # recorded in the store and on the leaderboard; the bench itself succeeded
+        click.echo(f"failed cell: {failure}", err=True)
+
+
+@main.command("leaderboard")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder (default: the repository's leaderboard/ when run inside it, else ./leaderboard).")
+@click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
+@click.option("--no-plots", is_flag=True, help="Skip the matplotlib plots.")
+def leaderboard_command(out_dir, db, no_plots):
+    """Write leaderboard.csv, per_shape.csv, README.md and index.html from the results database."""
+    from sbdbench.bench.leaderboard import write_leaderboard
+
+    click.echo(write_leaderboard(out_dir, db, plots=not no_plots).line())
+
+
+def _split_names(text):
+    """'a, b' → ['a', 'b']; None/'' → None."""
+    if not text:
+        return None
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
 
 # === download commands (issue 7: fetch for real sources) ========================================
+@main.command("fetch")
+@click.argument("name", required=False)
+@click.option("--list", "list_sources_", is_flag=True, help="List the sources with sizes, licences and what is already present.")
+@click.option("--force", is_flag=True, help="Download and install again, replacing what is present.")
+@click.option("--mirror", metavar="URL", help="Base URL serving the card's files by name (or $SBDBENCH_MIRROR_<NAME>).")
+@click.option("--from", "source_path", metavar="PATH", help="Use a local copy of the download (file, or folder of the card's files); required for ShapeNet.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Override a card option, e.g. -o models=bunny,dragon or -o max_shapes=10.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def fetch_command(name, list_sources_, force, mirror, source_path, options, no_progress):
+    """Download, verify and install dataset NAME (see datasets/NAME.toml), or the offline `synth`.
+
+    \b
+      sbdbench fetch --list
+      sbdbench fetch punet                      # PUNet from ScoreDenoise's Google Drive folder
+      sbdbench fetch stanford -o models=bunny   # Stanford meshes, sampled into a benchmark dataset
+      sbdbench fetch score-official             # ScoreDenoise's pretrained checkpoint
+      sbdbench fetch shapenet --from ~/ShapeNetCore
+    """
+    from sbdbench.data.sources import LIST_OPTIONS, fetch, list_sources
+
+    if list_sources_:
+        rows = list_sources()
+        width = max([len(r.name) for r in rows] + [6])
+        click.echo(f"{'source':<{width}}  {'present':<7}  {'size':<26}  licence")
+        for r in rows:
+            state = "yes" if r.present else "-"
+            click.echo(f"{r.name:<{width}}  {state:<7}  {r.size:<26.26}  {r.licence}")
+        click.echo("(synth is built offline: `sbdbench fetch synth`; details and citations in datasets/<source>.toml)")
+        return
+    if not name:
+        raise click.UsageError("give a source NAME, or --list")
+    parsed = {}
+    for key, value in parse_params(options).items():  # "a,b" → [a, b] for the list-valued options
+        parsed[key] = [_parse_scalar(v.strip()) for v in str(value).split(",") if v.strip()] if key in LIST_OPTIONS else value
+    result = fetch(name, force=force, mirror=mirror, progress=not no_progress, source_path=source_path, options=parsed,
+                   log=lambda msg: click.echo(msg, err=True))
+    click.echo(result.message)
 
 
 if __name__ == "__main__":  # pragma: no cover
