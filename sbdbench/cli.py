@@ -119,17 +119,7 @@ def _parse_scalar(value: str):
     return value
 
 
-# === data commands (issue 2: fetch synth, build, verify, check-noise, datasets) =================
-def _one_line(parse, text, what):
-    """Run a shared option parser, turning its click error into a one-line InputError."""
-    from sbdbench.errors import InputError
-
-    try:
-        return parse(text, what)
-    except click.BadParameter as exc:
-        raise InputError(exc.message) from None
-
-
+# === data commands: fetch synth, build, verify, check-noise, datasets ===
 @main.command("build")
 @click.option("--name", default=None, help="Dataset name (default 'synth'; required with --meshes / --register).")
 @click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
@@ -166,8 +156,8 @@ def build_cmd(name, meshes_dir, register_path, resolutions, noise_levels, noises
         ds = register_dataset(name, register_path)
         click.echo(f"registered {name!r} at {ds.dir} ({len(ds.shapes('test'))} test shapes, resolutions {ds.resolutions()})")
         return
-    res = _one_line(parse_int_list, resolutions, "--resolutions")
-    levels = _one_line(parse_float_list, noise_levels, "--noise-levels")
+    res = parse_int_list(resolutions, "--resolutions")
+    levels = parse_float_list(noise_levels, "--noise-levels")
     if meshes_dir:
         from sbdbench.data.splits import build_dataset_from_folder
 
@@ -245,7 +235,7 @@ def datasets_cmd():
                    f"{','.join(map(str, res)):18} {','.join(f'{s:g}' for s in levels):18} {ds.dir}{manifest}")
 
 
-# === evaluation commands (issue 3: evaluate) ====================================================
+# === evaluation commands: evaluate ===
 @main.command("evaluate")
 @click.option("--dataset", "dataset_name", help="Dataset name (with --pred-dir), e.g. synth.")
 @click.option("--pred-dir", type=click.Path(file_okay=False, path_type=str), help="Folder of predictions <shape>.xyz.")
@@ -287,7 +277,7 @@ def evaluate_cmd(dataset_name, pred_dir, resolution, split, pred_file, gt_points
         click.echo(mean_table(frame).to_string())
 
 
-# === method commands (issue 4: methods, run, denoise, tune) =====================================
+# === method commands: methods, run, denoise, tune ===
 _PARAM_HELP = "Method parameter as key=value (repeatable); overrides the frozen settings."
 
 
@@ -382,7 +372,7 @@ def tune_cmd(method_name, dataset, resolution, noise, max_shapes, max_shapes_lar
         click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
 
 
-# === learned-model commands (issues 5 and 8: train, diagnose) ===================================
+# === learned-model commands: train, diagnose ===
 
 # --- train (score helper) ---
 @main.command("train")
@@ -439,7 +429,7 @@ def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigm
     click.echo(f"wrote {result['csv']} and {result['png']}")
 
 
-# === benchmark commands (issue 6: bench, leaderboard) ===========================================
+# === benchmark commands: bench, leaderboard ===
 @main.command("bench")
 @click.option("--methods", "methods", default=None, metavar="A,B", help="Methods to run (default: every method with frozen settings in baselines/).")
 @click.option("--datasets", "datasets", default=None, metavar="A,B", help="Datasets (default: synth, built when absent).")
@@ -485,7 +475,7 @@ def _split_names(text):
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-# === download commands (issue 7: fetch for real sources) ========================================
+# === download commands: fetch for real sources ===
 @main.command("fetch")
 @click.argument("name", required=False)
 @click.option("--list", "list_sources_", is_flag=True, help="List the sources with sizes, licences and what is already present.")

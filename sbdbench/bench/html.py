@@ -145,7 +145,7 @@ def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataF
              "(lower is better), means over the test shapes of each cell; P2M is the exact point-to-mesh distance, "
              "P2M pt3d the PyTorch3D-default variant (triangles under 5·10⁻³ area ignored); HD is the mean Hausdorff "
              "distance in unit-sphere units; s / shape is the denoising time per shape (scoring excluded) and peak MB "
-             "the peak memory of one denoising call. Click a column header to sort.</p>"]
+             "the peak resident memory of the process during one denoising call. Click a column header to sort.</p>"]
     if board.empty:
         parts.append("<p>No results yet: run <code>sbdbench bench</code> first.</p>")
     for dataset, noise in groups(board):

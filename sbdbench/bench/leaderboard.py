@@ -227,7 +227,7 @@ def render_markdown(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.D
             mem = ok.groupby("method")["peak_mem_mb"].max()
             header.append("peak MB")
             rows = [[m] + [_fmt(v, 2) for v in speed.loc[m]] + [_fmt(mem.get(m, np.nan), 0)] for m in speed.index]
-            out += ["Seconds per shape (denoising only, scoring excluded) and peak memory of one denoising call:", "",
+            out += ["Seconds per shape (denoising only, scoring excluded) and peak memory (resident, whole process) during one denoising call:", "",
                     _md_table(header, rows), ""]
         shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
         for n in sorted(shapes_here["n_points"].unique()):
