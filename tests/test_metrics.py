@@ -302,3 +302,21 @@ def test_coarse_meshes_cut_into_pieces_stay_exact(mode, area):
         b = point_mesh_terms(pts, mesh.vertices, mesh.faces, mode=mode, min_triangle_area=area, backend="torch", dtype=F64)
         np.testing.assert_allclose(a[0], b[0], rtol=0, atol=1e-14)
         np.testing.assert_allclose(a[1], b[1], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode,area", [("exact", 0.0), ("pytorch3d", 5e-3)])
+def test_face_to_point_exact_when_the_nearest_neighbours_do_not_settle_it(mode, area, monkeypatch):
+    """F2P first tries each face's nearest points, then ball queries for faces that bound leaves open.
+
+    A cloud clustered on one side of the mesh leaves most faces unsettled after the first pass, and
+    ``KNN_FIRST`` = 1 or 2 forces the second pass everywhere; both must give the brute-force answer."""
+    from sbdbench.metrics import p2m_cpu
+
+    verts, faces = _deformed_sphere(3)
+    rng = np.random.default_rng(9)
+    pts = verts[faces[:40]].mean(1).repeat(10, axis=0) + rng.normal(0, 0.3, (400, 3))  # one side only, off the surface
+    oracle = point_mesh_terms(pts, verts, faces, mode=mode, min_triangle_area=area, backend="torch", dtype=F64)[1]
+    for k in (1, 2, 8):
+        monkeypatch.setattr(p2m_cpu, "KNN_FIRST", k)
+        got = point_mesh_terms(pts, verts, faces, mode=mode, min_triangle_area=area)[1]
+        np.testing.assert_allclose(got, oracle, rtol=0, atol=1e-14)

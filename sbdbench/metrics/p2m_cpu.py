@@ -35,6 +35,7 @@ from sbdbench.metrics.triangle import (
 )
 
 PAIR_BLOCK = 1 << 18  # (point, triangle) pairs evaluated at once: ~90 MB of float64 temporaries at most
+KNN_FIRST = 8  # neighbours of each ball centre tried before any ball query
 QUERY_BLOCK = 1 << 13  # balls queried at once (bounds the candidate lists held in memory)
 HUGE_BALL = 0.25  # unit-sphere radius above which a ball would catch most of the cloud: brute force instead
 
@@ -92,21 +93,45 @@ def _face_to_point(points: np.ndarray, tris: np.ndarray, ball_c: np.ndarray, bal
 
     ``tri_fn(p, v0, v1, v2) ≥ shrink² · (|p − ball_c| − ball_r)²`` must hold for the pruning to be exact
     (``shrink`` (F,) or a scalar in (0, 1]).
+
+    Two passes. (1) The ``KNN_FIRST`` points nearest to each ball centre come from one array-valued
+    k-NN query; only those whose lower bound beats the current best are evaluated. A triangle is
+    settled when the bound of the k-th neighbour (hence of every point further out) cannot beat its
+    best. (2) The few unsettled triangles get a ball query of the exact pruning radius.
     """
     tree = cKDTree(points)
-    _, nn = tree.query(ball_c, k=1, workers=-1)
+    n_tri = len(tris)
+    k = min(KNN_FIRST, len(points))
+    shrink = np.broadcast_to(np.asarray(shrink, dtype=np.float64), (n_tri,))
     a, b, c = tris[:, 0], tris[:, 1], tris[:, 2]
-    out = np.concatenate([tri_fn(points[nn[s : s + PAIR_BLOCK]], a[s : s + PAIR_BLOCK], b[s : s + PAIR_BLOCK], c[s : s + PAIR_BLOCK])
-                          for s in range(0, len(tris), PAIR_BLOCK)])
-    radius = np.sqrt(out) / shrink * (1 + 1e-9) + ball_r + 1e-12
 
     def pair(t, i):
         return tri_fn(points[i], a[t], b[t], c[t])
 
-    huge = np.flatnonzero(ball_r > HUGE_BALL)  # e.g. PyTorch3D's enlarged tiny faces: every point is a candidate
+    out = np.full(n_tri, np.inf)
+    settled = np.zeros(n_tri, dtype=bool)
+    rows_per_block = max(1, PAIR_BLOCK // k)
+    for s in range(0, n_tri, rows_per_block):
+        rows = np.arange(s, min(n_tri, s + rows_per_block))
+        dist, idx = tree.query(ball_c[rows], k=k, workers=-1)
+        dist, idx = dist.reshape(len(rows), k), idx.reshape(len(rows), k)
+        best = pair(rows, idx[:, 0])
+        lower = (shrink[rows, None] * np.maximum(dist - ball_r[rows, None], 0.0)) ** 2
+        r_, c_ = np.nonzero(lower[:, 1:] < best[:, None])  # candidates that might beat the nearest one
+        if len(r_):
+            cand = np.full((len(rows), k - 1), np.inf)
+            cand[r_, c_] = pair(rows[r_], idx[r_, c_ + 1])
+            np.minimum(best, cand.min(axis=1), out=best)
+        out[rows] = best
+        settled[rows] = lower[:, -1] * (1 - 1e-12) >= best  # nothing beyond the k-th neighbour can do better
+    rest = np.flatnonzero(~settled)
+    if not len(rest):
+        return out
+    radius = np.sqrt(out) / shrink * (1 + 1e-9) + ball_r + 1e-12
+    huge = rest[ball_r[rest] > HUGE_BALL]  # e.g. PyTorch3D's enlarged tiny faces: every point is a candidate
     if len(huge):
         out[huge] = np.minimum(out[huge], _brute_min(len(points), len(huge), lambda i, j: pair(huge[j], i), reduce_rows=True))
-    small = np.flatnonzero(ball_r <= HUGE_BALL)
+    small = rest[ball_r[rest] <= HUGE_BALL]
     for s in range(0, len(small), QUERY_BLOCK):
         block = small[s : s + QUERY_BLOCK]
         lists = tree.query_ball_point(ball_c[block], radius[block], workers=-1, return_sorted=False)

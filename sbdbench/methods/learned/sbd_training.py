@@ -134,6 +134,7 @@ def train_sbd(
     noise_min: float = 0.005,
     noise_max: float = 0.02,
     lr: float = 1e-4,
+    lr_final: Optional[float] = None,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -180,7 +181,7 @@ def train_sbd(
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
         return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every, checkpoint_every=min(50, val_every),
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, val_every=val_every, checkpoint_every=min(50, val_every),
                          seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
                          extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
                                 "val_sigma": val_sigma, "val_batches": val_batches, "loss": loss, "intermediate": intermediate})

@@ -39,6 +39,7 @@ def train_score(
     sigma_min: float = 0.005,
     sigma_max: float = 0.02,
     lr: float = 1e-4,
+    lr_final: Optional[float] = None,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -71,7 +72,7 @@ def train_score(
         losses = [supervised_score_loss(model, b["noisy"].to(device), b["clean"].to(device), generator=gen).item() for b in val_set]
         return sum(losses) / len(losses)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, val_every=val_every, checkpoint_every=min(50, val_every),
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, val_every=val_every, checkpoint_every=min(50, val_every),
                          seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
                          extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [sigma_min, sigma_max],
                                 "val_sigma": val_sigma, "val_batches": val_batches})

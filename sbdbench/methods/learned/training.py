@@ -42,6 +42,8 @@ class TrainConfig:
     iterations: int
     batch_size: int = 8
     lr: float = 1e-4
+    #: learning rate at the last iteration: cosine decay from ``lr`` (None: constant ``lr``)
+    lr_final: Optional[float] = None
     val_every: int = 100
     checkpoint_every: int = 50
     max_grad_norm: float = math.inf
@@ -62,6 +64,16 @@ class TrainResult:
     seconds: float
     best_path: Path
     history: List[Dict[str, float]]
+
+
+def learning_rate(config: TrainConfig, iteration: int) -> float:
+    """The rate of ``iteration`` (1-based): constant, or cosine from ``lr`` down to ``lr_final`` at the last one.
+
+    A pure function of the iteration, so a resumed run continues on the same curve."""
+    if config.lr_final is None or config.iterations <= 1:
+        return config.lr
+    progress = (iteration - 1) / (config.iterations - 1)
+    return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _write_curve(out_dir: Path, history: List[Dict[str, float]]) -> None:
@@ -147,6 +159,8 @@ def train(
     for it in range(start_it + 1, config.iterations + 1):
         model.train()
         batch = {k: v.to(device) for k, v in sampler.sample(config.batch_size).items()}
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, it)
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(batch, model)
         if not torch.isfinite(loss):
