@@ -255,3 +255,25 @@ def test_cli_corrupt_database_is_never_reset(tiny, sbd_home):
     assert db.read_bytes() == b"\x00garbage" * 500
     result = CliRunner().invoke(main, ["leaderboard", "--out", str(sbd_home / "b")])
     assert result.exit_code == 1 and "corrupt" in result.output
+
+
+def test_method_variants_are_separate_rows(tiny, sbd_home, tmp_path):
+    """``pca:iterations=3`` is pca with one parameter fixed: its own cells, its own leaderboard row."""
+    from sbdbench.bench.leaderboard import write_leaderboard
+
+    name, res, sigmas = tiny
+    grid = build_grid(["pca", "pca:iterations=3"], [name], res[:1], sigmas[:1])
+    base, variant = grid.cells
+    assert variant.method_name == "pca" and variant.params["iterations"] == 3 and base.params.get("iterations") != 3
+    assert base.key != variant.key
+    assert run_bench(["pca", "pca:iterations=3"], [name], res[:1], sigmas[:1]).finished == 2
+    shapes = ResultsStore(sbd_home / "results.db").shapes_frame()
+    cd = shapes.groupby("method")["cd"].mean()
+    assert set(cd.index) == {"pca", "pca:iterations=3"} and cd["pca"] != cd["pca:iterations=3"]
+    write_leaderboard(tmp_path / "lb", sbd_home / "results.db", plots=False)
+    board = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    assert {"pca", "pca:iterations=3"} <= set(board["method"])
+    with pytest.raises(InputError, match="has no parameter.*bogus"):
+        build_grid(["pca:bogus=1"], [name], res[:1], sigmas[:1])
+    with pytest.raises(InputError, match="expected name:key=value"):
+        build_grid(["pca:3"], [name], res[:1], sigmas[:1])

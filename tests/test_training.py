@@ -69,3 +69,40 @@ def test_tiny_training_resumes(tmp_path, monkeypatch):
     # the project file loads with weights_only=True and no allow-list
     raw = torch.load(out / "best.pt", weights_only=True)
     assert set(raw) == {"state_dict", "meta"}
+
+
+def test_cosine_learning_rate_is_a_function_of_the_iteration():
+    from sbdbench.methods.learned.training import TrainConfig, learning_rate
+
+    cfg = TrainConfig(iterations=11, lr=1e-3, lr_final=1e-5)
+    assert learning_rate(cfg, 1) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 6) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate(cfg, 11) == pytest.approx(1e-5)
+    rates = [learning_rate(cfg, i) for i in range(1, 12)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(TrainConfig(iterations=11, lr=1e-3), 7) == 1e-3
+
+
+def test_zero_output_start_and_scaled_output_rate(tmp_path, monkeypatch):
+    """A zeroed output layer predicts no displacement; the head trains at ``output_lr_scale`` × the rate."""
+    import sbdbench.methods.learned  # noqa: F401
+    from sbdbench.methods.learned.model import ScoreDenoiseModel
+
+    model = ScoreDenoiseModel().zero_output().eval()
+    with torch.no_grad():
+        assert torch.equal(model.score_net(torch.randn(4, 8, 3), torch.randn(4, 60)), torch.zeros(4, 8, 3))
+    ds_root = tmp_path / "data"
+    _tiny_dataset(ds_root)
+    monkeypatch.setenv("SBDBENCH_HOME", str(tmp_path / "home"))
+    from sbdbench.data import dataset as dataset_mod
+
+    monkeypatch.setattr(dataset_mod, "data_root", lambda: ds_root)
+    result = run_recipe("score", dataset="tiny", out_dir=tmp_path / "run", iterations=3, batch_size=2, patches_per_cloud=2, patch_size=200,
+                        val_every=3, val_batches=1, threads=1, lr=1e-3, lr_final=1e-4, output_lr_scale=0.1, zero_output=True, log=lambda s: None)
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    body, head = state["optimizer"]["param_groups"]
+    assert body["lr"] == pytest.approx(1e-4) and head["lr"] == pytest.approx(1e-5)  # the last iteration's rates
+    assert len(head["params"]) == 2  # conv_out weight and bias
+    weights, meta = load_checkpoint(result.best_path)
+    assert weights["score_net.conv_out.weight"].abs().sum() > 0  # it trained away from zero
+    assert meta["config"]["extra"]["zero_output"] is True and meta["config"]["output_lr_scale"] == 0.1

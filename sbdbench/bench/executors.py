@@ -68,7 +68,7 @@ def execute_cell(cell: Cell, attempt: int = 1) -> CellOutcome:
         from sbdbench.data.dataset import Dataset
         from sbdbench.methods import make_method
 
-        method = make_method(cell.method, **cell.params)
+        method = make_method(cell.method_name, **cell.params)
         dataset = Dataset(cell.dataset, Path(cell.dataset_root))
         records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device, progress=False)
         records = [dict(r) for r in records]

@@ -88,6 +88,11 @@ class Cell:
         return json.loads(self.params_json)
 
     @property
+    def method_name(self) -> str:
+        """The registered method (``method`` may be a variant such as ``score:weights=official``)."""
+        return self.method.split(":", 1)[0]
+
+    @property
     def params_hash(self) -> str:
         return short_hash(self.params_json, 12)
 
@@ -151,17 +156,48 @@ def methods_with_frozen_settings() -> List[str]:
     return [m for m in available_methods() if m in ALWAYS_DEFAULT and m not in methods] + methods
 
 
+def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
+    """``"score:weights=official:T=8"`` → ``("score", {"weights": "official", "T": 8})``.
+
+    A variant is a registered method with some parameters fixed; it is benchmarked and ranked under
+    its own name (the whole spec), next to the method's frozen settings."""
+    name, *items = [part.strip() for part in str(spec).split(":")]
+    overrides: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"method variant {spec!r}: expected name:key=value[:key=value...], got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return name, overrides
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
 def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict[str, Any]:
-    """Frozen parameters of ``method`` at (N, σ); a torch method also gets ``device``."""
+    """Frozen parameters of ``method`` (or of a variant's method, overridden by the variant) at (N, σ);
+    a torch method also gets ``device``. Unknown variant parameters are an :class:`InputError`."""
     from sbdbench.methods import get_method_class
 
-    cls = get_method_class(method)
+    name, overrides = parse_method_spec(method)
+    cls = get_method_class(name)
     try:
         from sbdbench.methods.settings import frozen_params
 
-        params = dict(frozen_params(method, n_points, sigma) or {})
+        params = dict(frozen_params(name, n_points, sigma) or {})
     except ImportError:
         params = {}
+    unknown = sorted(set(overrides) - set(cls._param_names()))
+    if unknown:
+        raise InputError(f"method variant {method!r}: {name} has no parameter(s) {', '.join(unknown)} "
+                         f"(it has: {', '.join(cls._param_names())})")
+    params.update(overrides)
     if "device" in cls._param_names():
         params["device"] = device
     return params
@@ -173,7 +209,7 @@ def _cannot_start(method: str, device: str) -> Optional[str]:
 
     probe_n, probe_sigma = DEFAULT_RESOLUTIONS[0], DEFAULT_NOISE_LEVELS[0]
     try:
-        make_method(method, **method_params(method, probe_n, probe_sigma, device))
+        make_method(parse_method_spec(method)[0], **method_params(method, probe_n, probe_sigma, device))
     except SbdbenchError as exc:
         return str(exc)
     return None
@@ -261,7 +297,7 @@ def build_grid(
         methods = usable
     else:
         methods = list(dict.fromkeys(methods))
-        unknown = [m for m in methods if m not in known]
+        unknown = [m for m in methods if parse_method_spec(m)[0] not in known]
         if unknown:
             raise InputError(f"unknown method(s) {', '.join(unknown)} (available: {', '.join(known)})")
     datasets = list(dict.fromkeys(datasets or DEFAULT_DATASETS))

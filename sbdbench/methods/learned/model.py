@@ -22,6 +22,17 @@ class ScoreDenoiseModel(nn.Module):
         self.feature_net = FeatureNet()
         self.score_net = ScoreNet(z_dim=self.feature_net.out_channels, dim=3, out_dim=3, hidden_size=hidden_size, num_blocks=num_blocks)
 
+    def output_parameters(self) -> list:
+        """The score network's output layer: the trainer may give it a smaller learning rate."""
+        return list(self.score_net.conv_out.parameters())
+
+    def zero_output(self) -> "ScoreDenoiseModel":
+        """Start training from the zero displacement (output layer zeroed), not from random outputs
+        ~50× larger than the targets, which the first hundreds of iterations would spend undoing."""
+        torch.nn.init.zeros_(self.score_net.conv_out.weight)
+        torch.nn.init.zeros_(self.score_net.conv_out.bias)
+        return self
+
 
 def supervised_score_loss(
     model: ScoreDenoiseModel,

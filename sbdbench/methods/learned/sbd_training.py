@@ -135,6 +135,8 @@ def train_sbd(
     noise_max: float = 0.02,
     lr: float = 1e-4,
     lr_final: Optional[float] = None,
+    output_lr_scale: float = 1.0,
+    zero_output: bool = False,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -181,10 +183,10 @@ def train_sbd(
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
         return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, val_every=val_every, checkpoint_every=min(50, val_every),
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, output_lr_scale=output_lr_scale, val_every=val_every, checkpoint_every=min(50, val_every),
                          seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
                          extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
-                                "val_sigma": val_sigma, "val_batches": val_batches, "loss": loss, "intermediate": intermediate})
+                                "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output, "loss": loss, "intermediate": intermediate})
     meta = {
         "method": "sbd",
         "loss": loss,
@@ -201,6 +203,8 @@ def train_sbd(
     }
     torch.manual_seed(seed)  # the same initial weights as score's recipe
     model = ScoreDenoiseModel()
+    if zero_output:
+        model.zero_output()
     result = train(model, loss_fn, sampler, config, validate=lambda m: validation_cd(m, val_set, sched, device), meta=meta, log=log)
     if install:
         target = project_weights_path("sbd")

@@ -40,6 +40,8 @@ def train_score(
     sigma_max: float = 0.02,
     lr: float = 1e-4,
     lr_final: Optional[float] = None,
+    output_lr_scale: float = 1.0,
+    zero_output: bool = False,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -72,10 +74,10 @@ def train_score(
         losses = [supervised_score_loss(model, b["noisy"].to(device), b["clean"].to(device), generator=gen).item() for b in val_set]
         return sum(losses) / len(losses)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, val_every=val_every, checkpoint_every=min(50, val_every),
+    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, output_lr_scale=output_lr_scale, val_every=val_every, checkpoint_every=min(50, val_every),
                          seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
                          extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [sigma_min, sigma_max],
-                                "val_sigma": val_sigma, "val_batches": val_batches})
+                                "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output})
     meta = {
         "method": "score",
         "recipe": "ScoreDenoise supervised DSM (1000/1200-point patches, 128 centres x 32-NN frames, 4 clean nbs, dsm_sigma 0.01, Adam)",
@@ -90,6 +92,8 @@ def train_score(
     }
     torch.manual_seed(seed)  # reproducible initial weights
     model = ScoreDenoiseModel()
+    if zero_output:
+        model.zero_output()
     result = train(model, score_loss, sampler, config, validate=validate, meta=meta, log=log)
     if install:
         target = project_weights_path("score")

@@ -44,6 +44,8 @@ class TrainConfig:
     lr: float = 1e-4
     #: learning rate at the last iteration: cosine decay from ``lr`` (None: constant ``lr``)
     lr_final: Optional[float] = None
+    #: rate multiplier of the parameters that ``model.output_parameters()`` names (when it has that method)
+    output_lr_scale: float = 1.0
     val_every: int = 100
     checkpoint_every: int = 50
     max_grad_norm: float = math.inf
@@ -74,6 +76,21 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
         return config.lr
     progress = (iteration - 1) / (config.iterations - 1)
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _param_groups(model: nn.Module, output_lr_scale: float) -> List[Dict[str, Any]]:
+    """Adam parameter groups: the output layer (``model.output_parameters()``, if any) at a scaled rate.
+
+    Adam moves every weight by about the learning rate per step, whatever its scale; a regression
+    head whose right weights are ~100× smaller than the hidden layers' (displacements of 1 % of the
+    unit sphere) needs a proportionally smaller step, which is what the scale gives it."""
+    out_ids = {id(p) for p in model.output_parameters()} if hasattr(model, "output_parameters") else set()
+    rest = [p for p in model.parameters() if id(p) not in out_ids]
+    head = [p for p in model.parameters() if id(p) in out_ids]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if head:
+        groups.append({"params": head, "lr_scale": float(output_lr_scale)})
+    return groups
 
 
 def _write_curve(out_dir: Path, history: List[Dict[str, float]]) -> None:
@@ -124,7 +141,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(_param_groups(model, config.output_lr_scale), lr=config.lr)
     torch.manual_seed(config.seed)
     history: List[Dict[str, float]] = []
     start_it, best_val, best_it, elapsed = 0, math.inf, 0, 0.0
@@ -160,7 +177,7 @@ def train(
         model.train()
         batch = {k: v.to(device) for k, v in sampler.sample(config.batch_size).items()}
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, it)
+            group["lr"] = learning_rate(config, it) * group["lr_scale"]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(batch, model)
         if not torch.isfinite(loss):
