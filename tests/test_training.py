@@ -51,7 +51,8 @@ def test_tiny_training_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dataset_mod, "data_root", lambda: ds_root)
     out = tmp_path / "run"
-    opts = dict(dataset="tiny", out_dir=out, batch_size=2, patches_per_cloud=2, patch_size=200, val_every=2, val_batches=1, threads=1, log=lambda s: None)
+    opts = dict(dataset="tiny", out_dir=out, batch_size=2, patches_per_cloud=2, patch_size=200, val_every=2, val_batches=1, threads=1,
+                lr_final=None, log=lambda s: None)  # a constant rate: the 2-iteration run and its 4-iteration continuation share it
     first = run_recipe("score", iterations=2, **opts)
     assert first.iterations == 2 and (out / "last.pt").is_file() and (out / "best.pt").is_file()
     resumed = run_recipe("score", iterations=4, **opts)

@@ -32,16 +32,16 @@ def train_score(
     *,
     dataset: str = "synth",
     out_dir: str | Path = "train_score",
-    iterations: int = 2000,
+    iterations: int = 1600,
     batch_size: int = 8,
     patches_per_cloud: int = 4,
     patch_size: int = 1000,
     sigma_min: float = 0.005,
     sigma_max: float = 0.02,
-    lr: float = 1e-4,
-    lr_final: Optional[float] = None,
-    output_lr_scale: float = 1.0,
-    zero_output: bool = False,
+    lr: float = 1e-3,
+    lr_final: Optional[float] = 1e-5,
+    output_lr_scale: float = 0.03,
+    zero_output: bool = True,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -60,6 +60,10 @@ def train_score(
         iterations, batch_size, patches_per_cloud: the budget (patches per batch; patches cut per noisy draw).
         sigma_min, sigma_max: training noise range (ScoreDenoise: 0.5 %–2 %).
         val_every, val_sigma, val_batches: validation loss on ``val_batches`` fixed batches of val patches.
+        lr, lr_final, output_lr_scale, zero_output: the optimiser. The defaults (Adam 1e-3 with cosine decay
+            to 1e-5, output layer zeroed at the start and trained at 0.03× the rate) are what the shipped weights
+            used: on a CPU budget of ~1,600 iterations they learn far faster than the original's constant 1e-4
+            from random outputs. ``lr=1e-4 lr_final=None output_lr_scale=1 zero_output=false`` is the original.
         install: copy the best weights to the package (``sbdbench/weights/score_project.pt``) at the end.
     """
     ds = open_dataset(dataset)
