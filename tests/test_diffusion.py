@@ -152,13 +152,29 @@ def test_sbd_loss_equals_weighted_displacement_regression():
     loss = D.displacement_loss(d_hat, d, t, s, loss="sbd")
     w = D.sbd_weight(t, s).reshape(4, 1)
     expected = 0.5 * (w * ((d_hat - d) ** 2).sum(-1)).mean()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-10)
+    assert float(loss) == pytest.approx(float(expected) / (0.01 * D.sbd_loss_scale(s)), rel=1e-10)
+    assert D.sbd_loss_scale(s) == pytest.approx(float(D.sbd_weight(torch.arange(2, 11), s).mean()))
     # literal formula of the note, coefficient by coefficient
     b, ab, a = s.betas[t].reshape(4, 1, 1), s.alpha_bars[t].reshape(4, 1, 1), s.alphas[t].reshape(4, 1, 1)
     s_hat, s_star = D.score_from_displacement(d_hat, t, s), D.target_score_from_displacement(d, t, s)
     literal = 0.5 * ((b * ab.sqrt() / (1 - ab).sqrt() * s_hat - (1 - a).sqrt() * s_star) ** 2).sum(-1).mean()
     assert float(D.sbd_loss(s_hat, s_star, t, s)) == pytest.approx(float(literal), rel=1e-12)
     assert float(D.displacement_loss(d, d, t, s, loss="sbd")) == pytest.approx(0.0, abs=1e-30)
+
+
+def test_losses_differ_only_in_step_weighting():
+    """Geometric schedule (w_t constant to 3e-5): loss=sbd is loss=score. Linear: it re-weights the steps, mean 1."""
+    gen = torch.Generator().manual_seed(5)
+    d_hat = 0.01 * torch.randn(9, 16, 3, generator=gen, dtype=torch.float64)
+    d = 0.01 * torch.randn(9, 16, 3, generator=gen, dtype=torch.float64)
+    t = torch.arange(2, 11)
+    geo = D.make_schedule(T=10, kind="geometric")
+    assert float(D.displacement_loss(d_hat, d, t, geo, loss="sbd")) == pytest.approx(float(D.displacement_loss(d_hat, d, t, geo, loss="score")), rel=1e-4)  # w_t constant up to O(σ²)
+    lin = D.make_schedule(T=10, kind="linear")
+    per_step = [float(D.displacement_loss(d_hat[i : i + 1], d[i : i + 1], int(t[i]), lin, loss="sbd"))
+                / float(D.displacement_loss(d_hat[i : i + 1], d[i : i + 1], int(t[i]), lin, loss="score")) for i in range(9)]
+    assert per_step[0] > 5 * per_step[-1]  # small t weighted up, large t down
+    assert sum(per_step) / 9 == pytest.approx(1.0, rel=1e-9)
 
 
 def test_score_loss_is_scoredenoise_unweighted_loss():
