@@ -212,3 +212,26 @@ def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp
     assert len(high["trials"]) == len(data["grid"]["radius_scale"])
     bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--refine", "nope", "--out", out)
     assert bad.exit_code != 0 and "not in the grid" in bad.output
+
+
+def test_interrupted_run_keeps_the_scores_of_finished_cells(synth, tmp_path, monkeypatch):
+    """A run that dies in its second (N, σ) cell has already written the first cell's per-shape scores."""
+    from sbdbench.bench import cell as cell_mod
+
+    n = synth.resolutions("test")[0]
+    levels = synth.noise_levels(n)
+    if len(levels) < 2:
+        pytest.skip("the tiny dataset has a single noise level")
+    real_run_cell, calls = cell_mod.run_cell, []
+
+    def dies_in_second_cell(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_cell(*args, **kwargs)
+
+    monkeypatch.setattr(cell_mod, "run_cell", dies_in_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        cell_mod.run_method("pca", synth.name, [n], levels[:2], out=tmp_path / "pca", log=lambda s: None, progress=False)
+    kept = pd.read_csv(tmp_path / "pca" / "per_shape.csv")
+    assert sorted(kept["shape"]) == sorted(synth.shapes("test")) and set(kept["sigma"]) == {levels[0]}

@@ -198,6 +198,14 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
             raise DataError(f"dataset {ds.name!r} has no {n}-point test clouds (available: {', '.join(map(str, available)) or 'none'})")
     out = Path(out) if out is not None else Path("runs") / method_name
     rows = []
+
+    def write_tables() -> tuple:
+        frame = pd.DataFrame(rows, columns=["method", *RECORD_KEYS, "params"])
+        summary = summarize(frame)
+        atomic_write_text(out / "per_shape.csv", frame.to_csv(index=False, float_format="%.10g"))
+        atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
+        return frame, summary
+
     for n_points in resolutions:
         levels = list(noise_levels) if noise_levels else ds.noise_levels(n_points, noise)
         if not levels:
@@ -212,8 +220,5 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
                 rows.append({"method": method_name, **r, "params": json.dumps(shown, sort_keys=True)})
             mean_cd = sum(r["cd"] for r in records) / len(records) * 1e4
             log(f"{method_name} N={n_points} σ={sigma:g}: {len(records)} shapes, cd_1e4={mean_cd:.3f}, params {shown} -> {cell_dir}")
-    frame = pd.DataFrame(rows, columns=["method", *RECORD_KEYS, "params"])
-    summary = summarize(frame)
-    atomic_write_text(out / "per_shape.csv", frame.to_csv(index=False, float_format="%.10g"))
-    atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
-    return frame, summary
+            write_tables()  # after every (N, σ): an interrupted run keeps the scores of its finished cells
+    return write_tables()
