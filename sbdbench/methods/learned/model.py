@@ -34,6 +34,14 @@ class ScoreDenoiseModel(nn.Module):
         return self
 
 
+def initial_model(seed: int, zero_output: bool = True) -> ScoreDenoiseModel:
+    """The starting point of every training recipe: seeded initial weights (the same for ``score`` and
+    ``sbd``, so equal-budget runs start equal), optionally with the output layer zeroed."""
+    torch.manual_seed(seed)
+    model = ScoreDenoiseModel()
+    return model.zero_output() if zero_output else model
+
+
 def supervised_score_loss(
     model: ScoreDenoiseModel,
     noisy: torch.Tensor,

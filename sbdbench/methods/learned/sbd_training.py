@@ -32,7 +32,7 @@ import torch
 from sbdbench.errors import InputError
 from sbdbench.methods.learned.diffusion import INTERMEDIATES, LOSSES, Schedule, displacement_loss, marginal_intermediate, nearest_intermediate
 from sbdbench.methods.learned.knn import knn_gather, knn_points
-from sbdbench.methods.learned.model import ScoreDenoiseModel
+from sbdbench.methods.learned.model import ScoreDenoiseModel, initial_model
 from sbdbench.methods.learned.training import TrainResult, register_recipe
 
 
@@ -201,10 +201,7 @@ def train_sbd(
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    torch.manual_seed(seed)  # the same initial weights as score's recipe
-    model = ScoreDenoiseModel()
-    if zero_output:
-        model.zero_output()
+    model = initial_model(seed, zero_output)
     result = train(model, loss_fn, sampler, config, validate=lambda m: validation_cd(m, val_set, sched, device), meta=meta, log=log)
     if install:
         target = project_weights_path("sbd")

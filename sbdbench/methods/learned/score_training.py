@@ -17,7 +17,7 @@ import torch
 from sbdbench.data.dataset import open_dataset
 from sbdbench.methods.learned.checkpoint import project_weights_path
 from sbdbench.methods.learned.data_patches import PatchSampler, fixed_batches, load_split_clouds
-from sbdbench.methods.learned.model import ScoreDenoiseModel, supervised_score_loss
+from sbdbench.methods.learned.model import ScoreDenoiseModel, initial_model, supervised_score_loss
 from sbdbench.paths import atomic_write_bytes
 from sbdbench.methods.learned.training import TrainConfig, TrainResult, register_recipe, train
 
@@ -94,10 +94,7 @@ def train_score(
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
         "ld_step_size": 0.2,
     }
-    torch.manual_seed(seed)  # reproducible initial weights
-    model = ScoreDenoiseModel()
-    if zero_output:
-        model.zero_output()
+    model = initial_model(seed, zero_output)
     result = train(model, score_loss, sampler, config, validate=validate, meta=meta, log=log)
     if install:
         target = project_weights_path("score")
