@@ -277,3 +277,24 @@ def test_method_variants_are_separate_rows(tiny, sbd_home, tmp_path):
         build_grid(["pca:bogus=1"], [name], res[:1], sigmas[:1])
     with pytest.raises(InputError, match="expected name:key=value"):
         build_grid(["pca:3"], [name], res[:1], sigmas[:1])
+
+
+def test_learned_cells_are_keyed_by_their_weights_file(tiny, tmp_path):
+    """Re-trained weights must make new cells: the weights file's digest is part of the cell key."""
+    import torch
+
+    from sbdbench.methods.learned.checkpoint import save_project_weights
+    from sbdbench.methods.learned.model import ScoreDenoiseModel
+
+    name, res, sigmas = tiny
+    torch.manual_seed(0)
+    path = tmp_path / "w.pt"
+    save_project_weights(path, ScoreDenoiseModel(), {"note": "first"})
+    spec = f"score:weights={path}"
+    first = build_grid([spec, "noisy"], [name], res[:1], sigmas[:1]).cells
+    learned, classical = (next(c for c in first if c.method_name == m) for m in ("score", "noisy"))
+    assert learned.artifacts.startswith("weights=sha256:") and classical.artifacts == ""
+    assert build_grid([spec], [name], res[:1], sigmas[:1]).cells[0].key == learned.key  # stable
+    save_project_weights(path, ScoreDenoiseModel(), {"note": "second"})  # same path, new weights
+    again = build_grid([spec], [name], res[:1], sigmas[:1]).cells[0]
+    assert again.params_json == learned.params_json and again.key != learned.key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 
@@ -149,3 +150,36 @@ def test_concurrent_writers_never_duplicate(tmp_path):
         assert store.count_rows() == {"finished": 15, "shapes": 75}
         shapes = store.shapes_frame()
         assert not shapes.duplicated(["cell_key", "shape"]).any()
+
+
+def test_cell_key_tracks_artifacts_and_keeps_old_keys_without_them():
+    plain = make_cell()
+    assert dataclasses.replace(plain, artifacts="").key == plain.key  # classical cells keep their keys
+    a = dataclasses.replace(plain, artifacts="weights=sha256:aaaa")
+    assert a.key != plain.key and a.key != dataclasses.replace(plain, artifacts="weights=sha256:bbbb").key
+
+
+def test_version_1_database_is_migrated_in_place(tmp_path):
+    """A results.db written before the weights digest existed opens, keeps its rows and gains the column."""
+    from sbdbench.bench import store as store_mod
+
+    db = tmp_path / "old.db"
+    old_schema = store_mod._SCHEMA.replace("    artifacts     TEXT NOT NULL DEFAULT '',\n", "").replace(
+        f"'schema_version', '{store_mod.SCHEMA_VERSION}'", "'schema_version', '1'")
+    assert "artifacts" not in old_schema
+    conn = sqlite3.connect(db)
+    conn.executescript(old_schema)
+    conn.execute("INSERT INTO runs (cell_key, status, method, params_json, params_hash, dataset, manifest_hash, n_points, "
+                 "sigma, noise, device, version, git_commit, host, attempts, started_at, finished_at, seconds) "
+                 "VALUES ('k1', 'finished', 'pca', '{}', 'h', 'tiny', 'm', 1000, 0.01, 'gaussian', 'cpu', '0.1', 'c', 'h', 1, 'a', 'b', 1.0)")
+    conn.commit()
+    conn.close()
+    with ResultsStore(db) as store:
+        runs = store.runs_frame()
+        assert runs["cell_key"].tolist() == ["k1"] and runs["artifacts"].tolist() == [""]
+        cell = dataclasses.replace(make_cell(), artifacts="weights=sha256:abcd")
+        store.record_finished(cell, records(), info=INFO, started_at=utc_now())
+        assert store.runs_frame()["artifacts"].tolist() == ["", "weights=sha256:abcd"]
+    version = sqlite3.connect(db).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert int(version) == store_mod.SCHEMA_VERSION
+

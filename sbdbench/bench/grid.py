@@ -82,6 +82,8 @@ class Cell:
     sigma: float
     noise: str = GAUSSIAN
     device: str = "cpu"
+    #: :meth:`~sbdbench.methods.base.Denoiser.artifact_digest` (weights file of a learned method), "" if none
+    artifacts: str = ""
 
     @property
     def params(self) -> Dict[str, Any]:
@@ -98,9 +100,13 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """Identity of the cell's numbers (the device only counts when it is a method parameter)."""
-        ident = "|".join([self.method, self.params_hash, self.dataset, self.manifest_hash,
-                          str(int(self.n_points)), f"{float(self.sigma):g}", self.noise])
+        """Identity of the cell's numbers (the device only counts when it is a method parameter; the
+        weights file of a learned method counts through :attr:`artifacts`)."""
+        parts = [self.method, self.params_hash, self.dataset, self.manifest_hash,
+                 str(int(self.n_points)), f"{float(self.sigma):g}", self.noise]
+        if self.artifacts:
+            parts.append(self.artifacts)
+        ident = "|".join(parts)
         return short_hash(ident, 20)
 
     @property
@@ -201,6 +207,17 @@ def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict
     if "device" in cls._param_names():
         params["device"] = device
     return params
+
+
+def _artifact_digest(method: str, params: Dict[str, Any]) -> str:
+    """The method's :meth:`~sbdbench.methods.base.Denoiser.artifact_digest` with these parameters, or ""
+    (also when it cannot be computed here, e.g. weights not fetched: the cell then fails with that reason)."""
+    from sbdbench.methods import make_method
+
+    try:
+        return make_method(parse_method_spec(method)[0], **params).artifact_digest() or ""
+    except SbdbenchError:
+        return ""
 
 
 def _cannot_start(method: str, device: str) -> Optional[str]:
@@ -320,5 +337,7 @@ def build_grid(
                 data_hash = cell_data_hash(ds, int(n), float(sigma), noise)
                 for m in methods:
                     params = method_params(m, int(n), float(sigma), device)
-                    grid.cells.append(Cell(m, canonical_json(params), ds_name, str(ds.root), data_hash, int(n), float(sigma), noise, device))
+                    artifacts = _artifact_digest(m, params)
+                    grid.cells.append(Cell(m, canonical_json(params), ds_name, str(ds.root), data_hash, int(n), float(sigma),
+                                           noise, device, artifacts))
     return grid

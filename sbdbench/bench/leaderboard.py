@@ -28,7 +28,7 @@ CELL_ID = ["dataset", "noise", "n_points", "sigma", "method"]
 LEADERBOARD_COLUMNS = [
     "method", "dataset", "n_points", "sigma", "noise", "status",
     "cd_1e4", "p2m_1e4", "p2m_pt3d_1e4", "hd", "n_shapes", "sec_per_shape", "peak_mem_mb",
-    "device", "params", "params_hash", "manifest_hash", "version", "git_commit", "finished_at", "error",
+    "device", "params", "params_hash", "manifest_hash", "artifacts", "version", "git_commit", "finished_at", "error",
 ]
 PER_SHAPE_COLUMNS = [
     "method", "dataset", "n_points", "sigma", "noise", "shape", "category", "n_out",

@@ -31,7 +31,7 @@ from typing import Dict, Optional, Sequence, Set
 
 from sbdbench.errors import DataError, SbdbenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "results.db"
 BUSY_TIMEOUT_S = 120.0
 
@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
     sigma         REAL NOT NULL,
     noise         TEXT NOT NULL,
     device        TEXT NOT NULL,
+    artifacts     TEXT NOT NULL DEFAULT '',
     version       TEXT NOT NULL,
     git_commit    TEXT NOT NULL,
     host          TEXT NOT NULL,
@@ -80,6 +81,21 @@ CREATE TABLE IF NOT EXISTS shapes (
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older database up to :data:`SCHEMA_VERSION` in place (inside the caller's transaction).
+
+    1 → 2: ``runs.artifacts`` (the weights digest of learned methods). Old rows get "": their cell keys
+    never included a digest, so learned-method rows of version 1 are simply not found again (re-run).
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or int(row[0]) != 1:
+        return
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    if "artifacts" not in columns:
+        conn.execute("ALTER TABLE runs ADD COLUMN artifacts TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
 def default_db_path() -> Path:
@@ -181,6 +197,7 @@ class ResultsStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                _migrate(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -228,7 +245,8 @@ class ResultsStore:
         import pandas as pd
 
         return pd.read_sql_query(
-            "SELECT s.*, r.cell_key, r.method, r.params_hash, r.dataset, r.manifest_hash, r.n_points, r.sigma, r.noise, r.device "
+            "SELECT s.*, r.cell_key, r.method, r.params_hash, r.dataset, r.manifest_hash, r.n_points, r.sigma, r.noise, r.device, "
+            "r.artifacts "
             "FROM shapes s JOIN runs r USING (run_id) ORDER BY s.run_id, s.shape",
             self._conn,
         )
@@ -238,10 +256,11 @@ class ResultsStore:
                     seconds: float, error: Optional[str]) -> int:
         cur = self._conn.execute(
             "INSERT INTO runs (cell_key, status, method, params_json, params_hash, dataset, manifest_hash, n_points, sigma, noise, "
-            "device, version, git_commit, host, attempts, started_at, finished_at, seconds, error) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "device, artifacts, version, git_commit, host, attempts, started_at, finished_at, seconds, error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cell.key, status, cell.method, cell.params_json, cell.params_hash, cell.dataset, cell.manifest_hash,
-             int(cell.n_points), float(cell.sigma), cell.noise, cell.device, info.version, info.git_commit, info.host,
+             int(cell.n_points), float(cell.sigma), cell.noise, cell.device, getattr(cell, "artifacts", ""),
+             info.version, info.git_commit, info.host,
              int(attempts), started_at, finished_at, float(seconds), error),
         )
         return int(cur.lastrowid)

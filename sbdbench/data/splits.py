@@ -35,7 +35,7 @@ import numpy as np
 
 from sbdbench.data.dataset import Dataset, noisy_dir_name, sigma_label
 from sbdbench.errors import DataError, InputError, SbdbenchError
-from sbdbench.paths import atomic_write_text, data_root
+from sbdbench.paths import atomic_write_text, data_root, sha256_file
 
 MANIFEST_FORMAT = "sbdbench-dataset/1"
 #: Bumped whenever sampling / noise / writing changes the bytes of a build (invalidates cached builds).
@@ -74,13 +74,6 @@ def check_noise_levels(levels: Iterable) -> Tuple[float, ...]:
 
     return tuple(sorted({check_sigma(s) for s in levels}))
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def files_digest(manifest: Dict, split_prefix: Optional[str] = None) -> str:

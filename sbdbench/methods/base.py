@@ -61,6 +61,12 @@ class Denoiser:
         """
         return None
 
+    def artifact_digest(self) -> Optional[str]:
+        """A digest of what decides the output besides the parameters (a learned method's weights file),
+        or None when nothing does. The bench folds it into each cell's identity, so re-trained or
+        re-installed weights make new cells instead of reusing numbers of the old ones."""
+        return None
+
     def _check_params(self) -> None:
         """Validate the constructor parameters (raise :class:`InputError`); runs before each denoise,
         since parameters are stored unchecked, scikit-learn style."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import time
@@ -26,20 +25,13 @@ from urllib.parse import urlsplit
 import requests
 
 from sbdbench.errors import DataError
+from sbdbench.paths import sha256_file  # noqa: F401  (re-exported: the sources import it from here)
 
 USER_AGENT = "sbdbench-downloader/0.1 (+https://github.com/sbdbench)"
 CHUNK = 1 << 20
 READ_CHUNK = 1 << 16  # small reads: a cut connection loses at most this much
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
-
-def sha256_file(path: str | os.PathLike, chunk: int = CHUNK) -> str:
-    """Hex sha256 of a file, read in chunks (works for multi-GB files)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def host_of(url: str) -> str:

@@ -54,6 +54,13 @@ def resolve_weights(weights: str | Path, method: str = "score", fetch_name: str 
     return path
 
 
+def weights_digest(weights: str | Path, method: str = "score") -> str:
+    """``sha256:<first 16 hex>`` of the file that ``weights`` resolves to (what a result was computed with)."""
+    from sbdbench.paths import sha256_file
+
+    return "sha256:" + sha256_file(resolve_weights(weights, method=method))[:16]
+
+
 def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """Read a checkpoint safely → (state_dict, metadata).
 

@@ -175,6 +175,11 @@ class SBD(Denoiser):
         self.niters = niters
         self.device = device
 
+    def artifact_digest(self) -> Optional[str]:
+        from sbdbench.methods.learned.checkpoint import weights_digest
+
+        return "weights=" + weights_digest(self.weights, method="sbd")
+
     def make_schedule(self) -> Schedule:
         if self.schedule not in SCHEDULE_KINDS:
             raise InputError(f"sbd: unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULE_KINDS)})")

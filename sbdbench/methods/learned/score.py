@@ -149,6 +149,11 @@ class ScoreDenoise(Denoiser):
         self._loaded = (key, loaded)
         return loaded
 
+    def artifact_digest(self) -> Optional[str]:
+        from sbdbench.methods.learned.checkpoint import weights_digest
+
+        return "weights=" + weights_digest(self.weights, method="score")
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if self.merge not in ("fps", "stitch"):
             raise InputError(f"score: merge must be 'fps' or 'stitch', got {self.merge!r}")
