@@ -348,24 +348,26 @@ def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaul
 
 @main.command("tune")
 @click.option("--method", "method_name", required=True, help="Registered method name.")
-@click.option("--dataset", default="synth", show_default=True, help="Dataset whose TRAIN split is used.")
+@click.option("--dataset", default="synth", show_default=True, help="Dataset whose --split is used.")
+@click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val"]),
+              help="Shapes to tune on: train (classical methods) or val (learned methods, whose weights saw train).")
 @click.option("--resolution", default="10000,50000", show_default=True, help="Point counts to tune.")
 @click.option("--noise", default="0.01,0.02,0.03", show_default=True, help="Noise levels σ to tune.")
-@click.option("--max-shapes", default=8, show_default=True, type=click.IntRange(1), help="Training shapes per cell (N ≤ 20000).")
-@click.option("--max-shapes-large", default=3, show_default=True, type=click.IntRange(1), help="Training shapes per cell (N > 20000).")
+@click.option("--max-shapes", default=8, show_default=True, type=click.IntRange(1), help="Shapes per cell (N ≤ 20000).")
+@click.option("--max-shapes-large", default=3, show_default=True, type=click.IntRange(1), help="Shapes per cell (N > 20000).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Noise seed offset.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="TOML path (default baselines/<method>.toml).")
 @click.option("--refine", "refine_keys", multiple=True,
               help="Search only this grid key (repeatable); hold the others at the tuned choice of the nearest cell with the same σ.")
 @click.option("--refine-from", default=None, type=click.Path(dir_okay=False), help="TOML holding those tuned cells (default: --out).")
-def tune_cmd(method_name, dataset, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from) -> None:
-    """Grid-search a method's parameters per (resolution, noise) on training shapes; freeze them in a TOML."""
+def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from) -> None:
+    """Grid-search a method's parameters per (resolution, noise) on training (or val) shapes; freeze them in a TOML."""
     from pathlib import Path
 
     from sbdbench.methods.tuning import tune_method
 
     doc = tune_method(method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
-                      max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed,
+                      max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
                       refine_from=Path(refine_from) if refine_from else None, log=lambda line: click.echo(line, err=True))
     for cell in doc["cell"]:

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from sbdbench.cli import main
-from sbdbench.errors import DataError
+from sbdbench.errors import DataError, InputError
 from sbdbench.methods.base import Denoiser
 
 
@@ -146,6 +146,28 @@ def test_tune_uses_train_shapes_and_freezes_choice(synth, tmp_path):
     assert len(cell["trials"]) == len(data["grid"]["radius_scale"]) * len(data["grid"]["iterations"])
     assert data["sbdbench_version"] and data["date"] and data["split"] == "train"
     assert frozen_params("pca", n, sigma, folder=out.parent) == cell["params"]
+
+
+def test_tune_on_the_val_split_never_reads_train_or_test(synth, tmp_path):
+    """Learned methods are tuned on ``val`` (their weights saw ``train``); ``test`` is refused."""
+    from sbdbench.methods.settings import load_settings
+    from sbdbench.methods.tuning import tune_method
+
+    if not synth.shapes("val"):
+        pytest.skip("this tiny synth has no val split")
+    n, sigma = _cell(synth)
+    out = tmp_path / "baselines" / "pca.toml"
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--split", "val", "--resolution", n,
+                  "--noise", sigma, "--max-shapes", 2, "--out", out)
+    assert res.exit_code == 0, res.output
+    data = load_settings("pca", out.parent)
+    (cell,) = data["cell"]
+    assert cell["shapes"] and set(cell["shapes"]) <= set(synth.shapes("val")) and data["split"] == "val"
+    assert "val shapes" in data["score"]
+    refused = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--split", "test", "--out", out)
+    assert refused.exit_code != 0 and "test" in refused.output and "Traceback" not in refused.output
+    with pytest.raises(InputError, match="never the test split"):
+        tune_method("pca", synth.name, [int(n)], [float(sigma)], split="test", out=out)
 
 
 def test_methods_lists_every_method_with_params_and_paper():

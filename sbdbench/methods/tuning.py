@@ -3,6 +3,8 @@
 Protocol (research note §2; the papers published no settings for the classical baselines):
 
 * shapes: a fixed subset of the dataset's ``train`` split (never ``test``), spread over categories;
+  a learned method, whose weights have seen the training shapes, is tuned on the ``val`` split instead
+  (``split="val"``, the split its training selected weights on);
   fewer shapes at large resolutions to keep tuning affordable;
 * inputs: each clean training cloud, normalised to the unit sphere, plus seeded Gaussian noise
   (:func:`sbdbench.data.noise.add_noise`, seed derived from shape, N and σ);
@@ -27,6 +29,8 @@ from sbdbench.paths import atomic_write_text
 
 #: resolutions above this use ``max_shapes_large`` shapes.
 LARGE_N = 20000
+#: the splits tuning may read: never ``test``.
+TUNING_SPLITS = ("train", "val")
 
 
 def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
@@ -66,17 +70,19 @@ def noise_seed(shape: str, n_points: int, sigma: float, seed: int = 0) -> int:
     return (zlib.crc32(f"{shape}:{int(n_points)}:{sigma:g}".encode()) + 1000003 * int(seed)) % (2 ** 31)
 
 
-def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 0):
-    """(clean unit cloud, noisy unit cloud) of a training shape at N points and noise σ."""
+def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 0, split: str = "train"):
+    """(clean unit cloud, noisy unit cloud) of a ``split`` shape (never ``test``) at N points and noise σ."""
     from sbdbench.data.noise import add_noise
 
-    clean_path = dataset.clean_path(shape, n_points, "train")
+    if split not in TUNING_SPLITS:
+        raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
+    clean_path = dataset.clean_path(shape, n_points, split)
     if clean_path.is_file():
-        clean = dataset.load_clean(shape, n_points, "train")
-    else:  # a training mesh without a cloud at this N: sample one (seeded)
+        clean = dataset.load_clean(shape, n_points, split)
+    else:  # a mesh without a cloud at this N: sample one (seeded)
         from sbdbench.data.sampling import sample_poisson
 
-        verts, faces = dataset.load_mesh(shape, "train")
+        verts, faces = dataset.load_mesh(shape, split)
         clean = sample_poisson(verts, faces, n_points, seed=noise_seed(shape, n_points, 0.0, seed))
     unit, _, _ = normalize_unit_sphere(clean)
     noisy = add_noise(unit, sigma, seed=noise_seed(shape, n_points, sigma, seed))
@@ -122,17 +128,18 @@ def settings_toml(doc: Dict[str, Any]) -> str:
 def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = (10000, 50000),
                 noise_levels: Sequence[float] = (0.01, 0.02, 0.03), *, max_shapes: int = 8, max_shapes_large: int = 3,
                 grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
-                seed: int = 0, out: Optional[Path] = None, merge: bool = True,
+                seed: int = 0, split: str = "train", out: Optional[Path] = None, merge: bool = True,
                 refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML.
 
     Args:
         method_name: a registered method.
-        dataset: dataset name (its ``train`` split is used, never ``test``).
+        dataset: dataset name (its ``split`` split is used, never ``test``).
         resolutions, noise_levels: the cells to tune.
         max_shapes / max_shapes_large: training shapes per cell at N ≤ / > :data:`LARGE_N`.
         grid: override the method's ``tuning_grid``; fixed_params: extra params held fixed.
         seed: noise seed offset.
+        split: ``train`` (classical methods) or ``val`` (learned methods, whose weights saw ``train``).
         out: TOML path (default ``baselines/<method>.toml``); the file is rewritten after every cell,
             so an interrupted tuning keeps the finished cells.
         merge: keep the cells of an existing TOML that this run does not tune (e.g. tune 10K, then 50K).
@@ -151,6 +158,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     from sbdbench.methods.settings import settings_path
     from sbdbench.metrics import chamfer
 
+    if split not in TUNING_SPLITS:
+        raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
     cls = get_method_class(method_name)
     grid = dict(cls.tuning_grid if grid is None else grid)
     fixed_params = dict(fixed_params or {})
@@ -161,8 +170,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     out = Path(out) if out is not None else settings_path(method_name)
     doc: Dict[str, Any] = {
         "method": method_name, "paper": cls.paper, "sbdbench_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": dataset, "split": "train",
-        "score": "mean Chamfer distance (cd, raw, unit-sphere frame) over the training shapes; lower is better",
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": dataset, "split": split,
+        "score": f"mean Chamfer distance (cd, raw, unit-sphere frame) over the {split} shapes; lower is better",
         "seed": int(seed), "fixed_params": fixed_params, "grid": grid, "cell": [],
     }
     base_cells: List[Dict[str, Any]] = []
@@ -195,7 +204,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     import time
 
     for n_points in resolutions:
-        shapes = pick_shapes(ds, max_shapes if n_points <= LARGE_N else max_shapes_large)
+        shapes = pick_shapes(ds, max_shapes if n_points <= LARGE_N else max_shapes_large, split)
         for sigma in noise_levels:
             held = dict(fixed_params)
             if refine_keys:
@@ -203,7 +212,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
 
                 base = nearest_cell(base_cells, n_points, sigma)
                 held.update({k: v for k, v in base["params"].items() if k not in refine_keys})
-            pairs = [training_pair(ds, s, n_points, sigma, seed) for s in shapes]
+            pairs = [training_pair(ds, s, n_points, sigma, seed, split) for s in shapes]
             noisy_cd = float(np.mean([chamfer(noisy, clean) for clean, noisy in pairs]))
             trials = []
             t_cell = time.perf_counter()

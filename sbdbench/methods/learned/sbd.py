@@ -146,6 +146,8 @@ class SBD(Denoiser):
     paper = "SBD: score-based diffusion denoising conditioned on edge features (this project's research note)"
     preserves_count = True
     uses_torch = True
+    #: tuned on the val split (``sbdbench tune --method sbd --split val``): a second pass helps at high noise?
+    tuning_grid = {"niters": [1, 2]}
 
     def __init__(
         self,
