@@ -22,8 +22,6 @@ Chamfer distance to the clean patch (×10⁴).
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -156,12 +154,9 @@ def train_sbd(
     The best weights (by :func:`validation_cd` on the val split) are ``<out_dir>/best.pt``;
     ``install=True`` copies them to ``sbdbench/weights/sbd_project.pt``.
     """
-    from sbdbench.data.dataset import open_dataset
-    from sbdbench.methods.learned.checkpoint import project_weights_path
-    from sbdbench.methods.learned.data_patches import PatchSampler, fixed_batches, load_split_clouds
+    from sbdbench.methods.learned.patch_recipe import install_best, patch_data, recipe_config
     from sbdbench.methods.learned.sbd import schedule_from_params
-    from sbdbench.methods.learned.training import TrainConfig, train
-    from sbdbench.paths import atomic_write_bytes
+    from sbdbench.methods.learned.training import train
 
     if unused:
         extra = ", ".join(sorted(k for k, v in unused.items() if v is not None))
@@ -173,38 +168,29 @@ def train_sbd(
         raise InputError(f"sbd: unknown intermediate strategy {intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
     sched_params = {k: v for k, v in {"T": T, "schedule": schedule, "sigma_min": sigma_min, "sigma_max": sigma_max}.items() if v is not None}
     sched = schedule_from_params(sched_params)
-    ds = open_dataset(dataset)
-    train_clouds = load_split_clouds(ds, "train", resolutions)
-    val_clouds = load_split_clouds(ds, "val", resolutions)
-    sampler = PatchSampler(train_clouds, patch_size=patch_size, sigma_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud, seed=seed)
-    val_set = fixed_batches(val_clouds, n_batches=val_batches, batch_size=batch_size, sigma=val_sigma, patch_size=patch_size, seed=seed + 1)
+    data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud,
+                      batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)
 
     def loss_fn(batch: Dict[str, torch.Tensor], model: ScoreDenoiseModel) -> torch.Tensor:
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
         return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, output_lr_scale=output_lr_scale, val_every=val_every, checkpoint_every=min(50, val_every),
-                         seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
-                         extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
-                                "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output, "loss": loss, "intermediate": intermediate})
+    config = recipe_config(out_dir=out_dir, iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final,
+                           output_lr_scale=output_lr_scale, val_every=val_every, seed=seed, device=device, threads=threads,
+                           time_limit_s=time_limit_s,
+                           extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
+                                  "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output, "loss": loss,
+                                  "intermediate": intermediate})
     meta = {
         "method": "sbd",
         "loss": loss,
         "intermediate": intermediate,
         "schedule": sched.describe(),
         "recipe": "SBD: ScoreDenoise patches/frames on diffusion intermediates x_a^t, t ~ U{2..t*(sigma)}, val = CD of the SBD chain",
-        "dataset": dataset,
-        "train_shapes": len(ds.shapes("train")),
-        "train_clouds": len(train_clouds),
-        "val_shapes": len(ds.shapes("val")),
-        "resolutions": list(resolutions) if resolutions else ds.resolutions("train"),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        **data.meta(),
     }
     model = initial_model(seed, zero_output)
-    result = train(model, loss_fn, sampler, config, validate=lambda m: validation_cd(m, val_set, sched, device), meta=meta, log=log)
+    result = train(model, loss_fn, data.sampler, config, validate=lambda m: validation_cd(m, data.val_set, sched, device), meta=meta, log=log)
     if install:
-        target = project_weights_path("sbd")
-        atomic_write_bytes(target, Path(result.best_path).read_bytes())
-        log(f"installed {target}")
+        install_best(result, "sbd", log)
     return result

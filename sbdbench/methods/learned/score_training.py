@@ -7,19 +7,14 @@ validation noise), which is fast enough to run often on a CPU.
 
 from __future__ import annotations
 
-import datetime as _dt
-import platform
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import torch
 
-from sbdbench.data.dataset import open_dataset
-from sbdbench.methods.learned.checkpoint import project_weights_path
-from sbdbench.methods.learned.data_patches import PatchSampler, fixed_batches, load_split_clouds
 from sbdbench.methods.learned.model import ScoreDenoiseModel, initial_model, supervised_score_loss
-from sbdbench.paths import atomic_write_bytes
-from sbdbench.methods.learned.training import TrainConfig, TrainResult, register_recipe, train
+from sbdbench.methods.learned.patch_recipe import install_best, patch_data, recipe_config
+from sbdbench.methods.learned.training import TrainResult, register_recipe, train
 
 
 def score_loss(batch: Dict[str, torch.Tensor], model: ScoreDenoiseModel) -> torch.Tensor:
@@ -66,38 +61,28 @@ def train_score(
             from random outputs. ``lr=1e-4 lr_final=None output_lr_scale=1 zero_output=false`` is the original.
         install: copy the best weights to the package (``sbdbench/weights/score_project.pt``) at the end.
     """
-    ds = open_dataset(dataset)
-    train_clouds = load_split_clouds(ds, "train", resolutions)
-    val_clouds = load_split_clouds(ds, "val", resolutions)
-    sampler = PatchSampler(train_clouds, patch_size=patch_size, sigma_range=(sigma_min, sigma_max), patches_per_cloud=patches_per_cloud, seed=seed)
-    val_set = fixed_batches(val_clouds, n_batches=val_batches, batch_size=batch_size, sigma=val_sigma, patch_size=patch_size, seed=seed + 1)
+    data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(sigma_min, sigma_max), patches_per_cloud=patches_per_cloud,
+                      batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)
     gen = torch.Generator().manual_seed(seed + 2)
 
     def validate(model: ScoreDenoiseModel) -> float:
         gen.manual_seed(seed + 2)  # the same frame centres at every validation
-        losses = [supervised_score_loss(model, b["noisy"].to(device), b["clean"].to(device), generator=gen).item() for b in val_set]
+        losses = [supervised_score_loss(model, b["noisy"].to(device), b["clean"].to(device), generator=gen).item() for b in data.val_set]
         return sum(losses) / len(losses)
 
-    config = TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, output_lr_scale=output_lr_scale, val_every=val_every, checkpoint_every=min(50, val_every),
-                         seed=seed, out_dir=str(out_dir), device=device, threads=threads, time_limit_s=time_limit_s,
-                         extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [sigma_min, sigma_max],
-                                "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output})
+    config = recipe_config(out_dir=out_dir, iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final,
+                           output_lr_scale=output_lr_scale, val_every=val_every, seed=seed, device=device, threads=threads,
+                           time_limit_s=time_limit_s,
+                           extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [sigma_min, sigma_max],
+                                  "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output})
     meta = {
         "method": "score",
         "recipe": "ScoreDenoise supervised DSM (1000/1200-point patches, 128 centres x 32-NN frames, 4 clean nbs, dsm_sigma 0.01, Adam)",
-        "dataset": dataset,
-        "train_shapes": len(ds.shapes("train")),
-        "train_clouds": len(train_clouds),
-        "val_shapes": len(ds.shapes("val")),
-        "resolutions": list(resolutions) if resolutions else ds.resolutions("train"),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+        **data.meta(),
         "ld_step_size": 0.2,
     }
     model = initial_model(seed, zero_output)
-    result = train(model, score_loss, sampler, config, validate=validate, meta=meta, log=log)
+    result = train(model, score_loss, data.sampler, config, validate=validate, meta=meta, log=log)
     if install:
-        target = project_weights_path("score")
-        atomic_write_bytes(target, Path(result.best_path).read_bytes())
-        log(f"installed {target}")
+        install_best(result, "score", log)
     return result
