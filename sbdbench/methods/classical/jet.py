@@ -37,6 +37,22 @@ def fit_height_at_origin(u: np.ndarray, v: np.ndarray, w: np.ndarray, degree: in
     return np.linalg.solve(ata, atb[..., None])[:, 0, 0]
 
 
+def project_onto_height_fit(x: np.ndarray, nb_idx: np.ndarray, origin: np.ndarray, frame: np.ndarray, degree: int,
+                            weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Move each ``origin`` along its frame normal onto the polynomial height field fitted to its neighbours.
+
+    x: (N, 3) cloud; nb_idx: (M, K) neighbour rows; origin: (M, 3) frame origins; frame: (M, 3, 3) with
+    the normal in column 0 (:func:`~sbdbench.methods.classical._common.local_frames`); weights: (M, K)
+    or None. Shared by jet (origin = the point) and MLS (origin = the point projected on the local plane).
+    """
+    local = np.einsum("mkd,mde->mke", x[nb_idx] - origin[:, None], frame)  # (M, K, 3): height, u, v
+    height, u, v = local[..., 0], local[..., 1], local[..., 2]
+    scale = np.sqrt((u ** 2 + v ** 2).max(axis=1, keepdims=True))
+    scale = np.where(scale > 0, scale, 1.0)
+    c00 = fit_height_at_origin(u / scale, v / scale, height, degree, weights=weights)
+    return origin + c00[:, None] * frame[:, :, 0]
+
+
 @register
 class Jet(Denoiser):
     """Jet smoothing: fit a degree-``degree`` height polynomial in the PCA frame of each k-NN
@@ -84,11 +100,6 @@ class Jet(Denoiser):
             for sl in chunks(len(x)):
                 nb_idx = with_self(idx, sl)
                 _, _, frame = local_frames(x, nb_idx)
-                local = np.einsum("mkd,mde->mke", x[nb_idx] - x[sl][:, None], frame)  # (M, K, 3): w, u, v
-                w, u, v = local[..., 0], local[..., 1], local[..., 2]
-                scale = np.sqrt((u ** 2 + v ** 2).max(axis=1, keepdims=True))
-                scale = np.where(scale > 0, scale, 1.0)
-                c00 = fit_height_at_origin(u / scale, v / scale, w, self.degree)
-                out[sl] = x[sl] + c00[:, None] * frame[:, :, 0]
+                out[sl] = project_onto_height_fit(x, nb_idx, x[sl], frame, self.degree)
             x = out
         return x

@@ -8,7 +8,7 @@ Open3D's ``use_fixed_neighborhoods``), so each step is one gather.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class Laplacian(Denoiser):
         check_float("lam", self.lam, maximum=1.0)
         check_int("iterations", self.iterations, minimum=1)
 
+    def _steps(self) -> Tuple[float, ...]:
+        """The umbrella step sizes of one iteration (λ; Taubin: λ then μ)."""
+        return (float(self.lam),)
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 2:
             return points
@@ -57,12 +61,13 @@ class Laplacian(Denoiser):
         _, idx = knn_self(points, k)
         x = points
         for _ in range(self.iterations):
-            x = umbrella_step(x, idx, self.lam)
+            for step in self._steps():
+                x = umbrella_step(x, idx, step)
         return x
 
 
 @register
-class Taubin(Denoiser):
+class Taubin(Laplacian):
     """Taubin λ|μ smoothing: alternate umbrella steps with λ > 0 and μ < −λ (no shrinkage).
 
     Args:
@@ -87,21 +92,10 @@ class Taubin(Denoiser):
         self.iterations = iterations
 
     def _check_params(self) -> None:
-        check_float("radius_scale", self.radius_scale)
-        check_int("k", self.k, minimum=1, allow_none=True)
-        check_float("lam", self.lam, maximum=1.0)
+        super()._check_params()
         check_float("mu", self.mu, minimum=-1.0, strict=False, maximum=0.0)
         if not self.mu < -self.lam:
             raise InputError(f"parameter mu must be < -lam (Taubin's condition), got lam={self.lam}, mu={self.mu}")
-        check_int("iterations", self.iterations, minimum=1)
 
-    def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
-        if len(points) < 2:
-            return points
-        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k)
-        _, idx = knn_self(points, k)
-        x = points
-        for _ in range(self.iterations):
-            x = umbrella_step(x, idx, self.lam)
-            x = umbrella_step(x, idx, self.mu)
-        return x
+    def _steps(self) -> Tuple[float, ...]:
+        return (float(self.lam), float(self.mu))

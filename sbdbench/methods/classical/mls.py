@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.classical._common import check_float, check_int, chunks, knn_self, local_frames, neighbourhood, with_self
-from sbdbench.methods.classical.jet import fit_height_at_origin
+from sbdbench.methods.classical.jet import project_onto_height_fit
 
 
 @register
@@ -71,12 +71,7 @@ class MLS(Denoiser):
                 w = np.exp(-(d ** 2) / h ** 2)
                 c, _, frame = local_frames(x, nb_idx, w)
                 n = frame[:, :, 0]
-                q = x[sl] - np.einsum("mi,mi->m", x[sl] - c, n)[:, None] * n
-                local = np.einsum("mkd,mde->mke", x[nb_idx] - q[:, None], frame)
-                hw, u, v = local[..., 0], local[..., 1], local[..., 2]
-                scale = np.sqrt((u ** 2 + v ** 2).max(axis=1, keepdims=True))
-                scale = np.where(scale > 0, scale, 1.0)
-                g0 = fit_height_at_origin(u / scale, v / scale, hw, self.degree, weights=w)
-                out[sl] = q + g0[:, None] * n
+                q = x[sl] - np.einsum("mi,mi->m", x[sl] - c, n)[:, None] * n  # the point on the weighted plane
+                out[sl] = project_onto_height_fit(x, nb_idx, q, frame, self.degree, weights=w)
             x = out
         return x
