@@ -381,7 +381,7 @@ def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_sha
 @click.option("--method", "method", required=True, help="Trainable method (score; sbd when present).")
 @click.option("--dataset", default="synth", show_default=True, help="Dataset with train and val splits.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Run folder (checkpoints, loss.csv/png) [default: train_<method>].")
-@click.option("--iterations", default=1600, show_default=True, type=int, help="Training iterations (the budget of the shipped weights: 1600).")
+@click.option("--iterations", default=1600, show_default=True, type=int, help="Training iterations. Re-running a finished run with more extends it (warm restart of the cosine rate).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Patches per iteration.")
 @click.option("--patches-per-cloud", default=4, show_default=True, type=int, help="Patches cut from each noisy draw.")
 @click.option("--val-every", default=100, show_default=True, type=int, help="Validate (val split) every K iterations.")

@@ -70,6 +70,13 @@ def test_tiny_training_resumes(tmp_path, monkeypatch):
     # the project file loads with weights_only=True and no allow-list
     raw = torch.load(out / "best.pt", weights_only=True)
     assert set(raw) == {"state_dict", "meta"}
+    # extending a run is recorded (the LR history of the weights), an uninterrupted one is one segment
+    assert torch.load(out / "last.pt", weights_only=True)["segments"] == [[0, 2], [2, 4]]
+    assert torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["segments"] == [[0, 4]]
+    lines = []
+    run_recipe("score", iterations=5, **{**opts, "lr_final": 1e-5, "log": lines.append})
+    assert any("warm restart" in line for line in lines)
+    assert load_checkpoint(out / "best.pt")[1]["segments"][0] == [0, 2]  # the best weights say how they were trained
 
 
 def test_cosine_learning_rate_is_a_function_of_the_iteration():

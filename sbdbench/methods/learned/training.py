@@ -11,7 +11,9 @@
   best model is written to ``<out_dir>/best.pt`` (plain state_dict + metadata, loads with
   ``weights_only=True``). Model selection never sees the test split: callers pass the ``val`` split.
 * ``<out_dir>/last.pt`` holds model, optimiser, sampler and RNG state: running again with the same
-  ``out_dir`` resumes where it stopped (the same batches as an uninterrupted run).
+  ``out_dir`` resumes where it stopped (the same batches as an uninterrupted run). Running again with a
+  larger ``iterations`` extends a run: the cosine rate is re-stretched over the new total (a warm
+  restart, as in SGDR); ``segments`` in the checkpoints records each ``[start, target]``.
 * ``<out_dir>/loss.csv`` (iteration, train loss, val, seconds) and ``loss.png`` are the loss curve.
 """
 
@@ -145,6 +147,8 @@ def train(
     torch.manual_seed(config.seed)
     history: List[Dict[str, float]] = []
     start_it, best_val, best_it, elapsed = 0, math.inf, 0, 0.0
+    #: [start iteration, target iterations] of each invocation whose target differed: the LR history
+    segments: List[List[int]] = [[0, config.iterations]]
     last = out_dir / "last.pt"
     if last.is_file():
         try:
@@ -157,18 +161,25 @@ def train(
             raise DataError(f"{last}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from None
         start_it, best_val, best_it = state["iteration"], state["best_val"], state["best_iteration"]
         elapsed, history = state["seconds"], state["history"]
+        segments = [list(x) for x in state.get("segments", [[0, int(state["config"]["iterations"])]])]
         log(f"resumed at iteration {start_it} (best val {best_val:.6g} at {best_it})")
+        if segments[-1][1] != config.iterations:
+            segments.append([start_it, config.iterations])
+            if config.lr_final is not None:
+                log(f"extending to {config.iterations} iterations: the cosine rate is re-stretched over the new total "
+                    f"(a warm restart at {learning_rate(config, start_it + 1):.3g})")
 
     def save_last(it: int) -> None:
         with atomic_path(last) as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
                         "torch_rng": torch.get_rng_state(), "iteration": it, "best_val": best_val, "best_iteration": best_it,
-                        "seconds": elapsed, "history": history, "config": asdict(config)}, tmp)
+                        "seconds": elapsed, "history": history, "config": asdict(config), "segments": segments}, tmp)
         _write_curve(out_dir, history)
 
     def save_best(it: int, val: float) -> None:
         info = dict(meta or {})
-        info.update({"iteration": it, "val": float(val), "train_seconds": round(elapsed, 1), "config": asdict(config)})
+        info.update({"iteration": it, "val": float(val), "train_seconds": round(elapsed, 1), "config": asdict(config),
+                     "segments": [list(x) for x in segments]})
         save_project_weights(out_dir / "best.pt", model, info)
 
     t0 = time.perf_counter() - elapsed
