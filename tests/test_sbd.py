@@ -194,4 +194,4 @@ def test_shipped_weights_load_safely_with_plain_metadata():
     clean = torus(2000)
     noisy = clean + 0.02 * np.random.default_rng(2).standard_normal(clean.shape)
     out = SBD().denoise(noisy, noise_level=0.02)
-    assert torus_sq_dist(out) < 0.8 * torus_sq_dist(noisy)  # shipped weights (1,600 iterations): 0.67×
+    assert torus_sq_dist(out) < 0.7 * torus_sq_dist(noisy)  # shipped weights (6,000 iterations): 0.55× (1,600: 0.67×)
