@@ -76,6 +76,10 @@ def test_tiny_training_resumes(tmp_path, monkeypatch):
     lines = []
     run_recipe("score", iterations=5, **{**opts, "lr_final": 1e-5, "log": lines.append})
     assert any("warm restart" in line for line in lines)
+    lines.clear()
+    again = run_recipe("score", iterations=4, **{**opts, "log": lines.append})  # a finished run is left as it is
+    assert again.iterations == 5 and any("nothing to do" in line for line in lines)
+    assert torch.load(out / "last.pt", weights_only=True)["segments"] == [[0, 2], [2, 4], [4, 5]]
     assert load_checkpoint(out / "best.pt")[1]["segments"][0] == [0, 2]  # the best weights say how they were trained
 
 

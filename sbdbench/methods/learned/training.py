@@ -163,7 +163,9 @@ def train(
         elapsed, history = state["seconds"], state["history"]
         segments = [list(x) for x in state.get("segments", [[0, int(state["config"]["iterations"])]])]
         log(f"resumed at iteration {start_it} (best val {best_val:.6g} at {best_it})")
-        if segments[-1][1] != config.iterations:
+        if start_it >= config.iterations:
+            log(f"nothing to do: the run is at iteration {start_it} ≥ {config.iterations}")
+        elif segments[-1][1] != config.iterations:
             segments.append([start_it, config.iterations])
             if config.lr_final is not None:
                 log(f"extending to {config.iterations} iterations: the cosine rate is re-stretched over the new total "
