@@ -12,7 +12,8 @@ import pytest
 
 from sbdbench.data.sources import archives
 from sbdbench.data.sources.gdrive import DriveClient, confirmation_url, parse_folder_listing
-from sbdbench.data.sources.http import Downloader, sha256_file
+from sbdbench.data.sources.http import Downloader
+from sbdbench.paths import sha256_file
 from sbdbench.data.sources.huggingface import etag_sha256
 from sbdbench.data.sources.lockfile import LockFile
 from sbdbench.errors import DataError

@@ -323,6 +323,7 @@ def build_grid(
     if noise_levels is None:
         noise_levels = QUICK_NOISE_LEVELS if quick else DEFAULT_NOISE_LEVELS
 
+    digests: Dict[Tuple[str, str], str] = {}
     for ds_name in datasets:
         ds = _open_or_build(ds_name, resolutions, noise_levels, noise, quick, log)
         have_res = ds.resolutions("test")
@@ -337,7 +338,10 @@ def build_grid(
                 data_hash = cell_data_hash(ds, int(n), float(sigma), noise)
                 for m in methods:
                     params = method_params(m, int(n), float(sigma), device)
-                    artifacts = _artifact_digest(m, params)
-                    grid.cells.append(Cell(m, canonical_json(params), ds_name, str(ds.root), data_hash, int(n), float(sigma),
+                    params_json = canonical_json(params)
+                    if (m, params_json) not in digests:  # hash each weights file once, not once per cell
+                        digests[(m, params_json)] = _artifact_digest(m, params)
+                    artifacts = digests[(m, params_json)]
+                    grid.cells.append(Cell(m, params_json, ds_name, str(ds.root), data_hash, int(n), float(sigma),
                                            noise, device, artifacts))
     return grid

@@ -259,7 +259,7 @@ class ResultsStore:
             "device, artifacts, version, git_commit, host, attempts, started_at, finished_at, seconds, error) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cell.key, status, cell.method, cell.params_json, cell.params_hash, cell.dataset, cell.manifest_hash,
-             int(cell.n_points), float(cell.sigma), cell.noise, cell.device, getattr(cell, "artifacts", ""),
+             int(cell.n_points), float(cell.sigma), cell.noise, cell.device, cell.artifacts,
              info.version, info.git_commit, info.host,
              int(attempts), started_at, finished_at, float(seconds), error),
         )

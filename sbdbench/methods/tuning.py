@@ -33,6 +33,12 @@ LARGE_N = 20000
 TUNING_SPLITS = ("train", "val")
 
 
+def check_split(split: str) -> None:
+    """Tuning reads ``train`` or ``val``, never ``test``: anything else is an :class:`InputError`."""
+    if split not in TUNING_SPLITS:
+        raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
+
+
 def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
     """All combinations of a {name: [values]} grid, in a fixed order (first key varies slowest)."""
     if not grid:
@@ -74,8 +80,7 @@ def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 
     """(clean unit cloud, noisy unit cloud) of a ``split`` shape (never ``test``) at N points and noise σ."""
     from sbdbench.data.noise import add_noise
 
-    if split not in TUNING_SPLITS:
-        raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
+    check_split(split)
     clean_path = dataset.clean_path(shape, n_points, split)
     if clean_path.is_file():
         clean = dataset.load_clean(shape, n_points, split)
@@ -158,8 +163,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     from sbdbench.methods.settings import settings_path
     from sbdbench.metrics import chamfer
 
-    if split not in TUNING_SPLITS:
-        raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
+    check_split(split)
     cls = get_method_class(method_name)
     grid = dict(cls.tuning_grid if grid is None else grid)
     fixed_params = dict(fixed_params or {})

@@ -22,7 +22,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from sbdbench.data.sources.cards import Card, FileSpec
 from sbdbench.data.sources.gdrive import DOCS_BASE, DRIVE_BASE, USERCONTENT_BASE, DriveClient
-from sbdbench.data.sources.http import Downloader, human_size, sha256_file
+from sbdbench.data.sources.http import Downloader, human_size
+from sbdbench.paths import sha256_file
 from sbdbench.data.sources.lockfile import LockFile
 from sbdbench.errors import DataError
 from sbdbench.paths import atomic_write_text, data_root, home

@@ -147,7 +147,7 @@ class DriveClient:
             import gdown  # optional
         except ImportError:
             raise DataError("the gdown backend was requested ($SBDBENCH_GDRIVE_BACKEND=gdown) but gdown is not installed (pip install gdown)") from None
-        from sbdbench.data.sources.http import sha256_file
+        from sbdbench.paths import sha256_file
 
         part = target.with_name(target.name + ".part")
         part.parent.mkdir(parents=True, exist_ok=True)

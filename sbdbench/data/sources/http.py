@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 
 from sbdbench.errors import DataError
-from sbdbench.paths import sha256_file  # noqa: F401  (re-exported: the sources import it from here)
+from sbdbench.paths import sha256_file
 
 USER_AGENT = "sbdbench-downloader/0.1 (+https://github.com/sbdbench)"
 CHUNK = 1 << 20

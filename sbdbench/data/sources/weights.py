@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from sbdbench.data.sources.context import FetchContext, FetchResult
-from sbdbench.data.sources.http import sha256_file
+from sbdbench.paths import sha256_file
 from sbdbench.errors import DataError
 from sbdbench.paths import home
 

@@ -61,6 +61,13 @@ def weights_digest(weights: str | Path, method: str = "score") -> str:
     return "sha256:" + sha256_file(resolve_weights(weights, method=method))[:16]
 
 
+class WeightsDigestMixin:
+    """``artifact_digest`` of a learned method: the sha256 of the weights file its ``weights`` names."""
+
+    def artifact_digest(self) -> str:
+        return "weights=" + weights_digest(self.weights, method=self.name)
+
+
 def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
     """Read a checkpoint safely → (state_dict, metadata).
 

@@ -33,6 +33,7 @@ import torch
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
+from sbdbench.methods.learned.checkpoint import WeightsDigestMixin
 from sbdbench.methods.learned.diffusion import SCHEDULE_KINDS, Schedule, make_schedule, reverse_step_data
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -127,7 +128,7 @@ def load_sbd_model(weights: str = "project", device: str | torch.device = "cpu")
 
 
 @register
-class SBD(Denoiser):
+class SBD(WeightsDigestMixin, Denoiser):
     """Score-based diffusion denoiser conditioned on the edge features of the noisy input (see module doc).
 
     Args:
@@ -176,11 +177,6 @@ class SBD(Denoiser):
         self.memory_mb = memory_mb
         self.niters = niters
         self.device = device
-
-    def artifact_digest(self) -> Optional[str]:
-        from sbdbench.methods.learned.checkpoint import weights_digest
-
-        return "weights=" + weights_digest(self.weights, method="sbd")
 
     def make_schedule(self) -> Schedule:
         if self.schedule not in SCHEDULE_KINDS:

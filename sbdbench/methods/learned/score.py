@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.learned.checkpoint import load_checkpoint, load_into, resolve_weights
+from sbdbench.methods.learned.checkpoint import WeightsDigestMixin, load_checkpoint, load_into, resolve_weights
 from sbdbench.methods.learned.feature_net import FeatureNet
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -95,7 +95,7 @@ def passes_for_noise(noise_level: float) -> int:
 
 
 @register
-class ScoreDenoise(Denoiser):
+class ScoreDenoise(WeightsDigestMixin, Denoiser):
     """ScoreDenoise with official (``weights="official"``), project (``"project"``) or any compatible weights (a path)."""
 
     name = "score"
@@ -148,11 +148,6 @@ class ScoreDenoise(Denoiser):
         loaded = (model, folded, step)
         self._loaded = (key, loaded)
         return loaded
-
-    def artifact_digest(self) -> Optional[str]:
-        from sbdbench.methods.learned.checkpoint import weights_digest
-
-        return "weights=" + weights_digest(self.weights, method="score")
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if self.merge not in ("fps", "stitch"):
