@@ -439,20 +439,22 @@ def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigm
 @click.option("--noise", "noise_levels", default=None, metavar="S,S", help="Noise levels σ, e.g. 1%,2%,3% or 0.01,0.02 (default: 1%,2%,3%).")
 @click.option("--noise-model", default="gaussian", show_default=True, help="Noise model of the noisy inputs.")
 @click.option("--device", default="cpu", show_default=True, help="torch device for methods and metrics (cpu, cuda, cuda:1...).")
+@click.option("--metrics-device", default=None, help="Run the metrics on another device than the methods (e.g. --device cuda --metrics-device cpu: the exact CPU backend prunes with KD-trees).")
 @click.option("--quick", is_flag=True, help="The quick subset (10K, 1/2/3%; no method too slow for a 2-core, 10-minute run).")
 @click.option("--workers", default=None, type=click.IntRange(1), help="Cells run at once: >1 uses a local process pool (or the LocalCluster size with --executor dask). Default 1; with --quick, 2 (one per core).")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="local (sequential or process pool) or dask (distributed).")
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="With --executor dask: address of a running scheduler (default: start a LocalCluster).")
 @click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
 @click.option("--rerun", is_flag=True, help="Run finished cells again (the new run supersedes the old one).")
-def bench_command(methods, datasets, resolutions, noise_levels, noise_model, device, quick, workers, executor, scheduler, db, rerun):
+def bench_command(methods, datasets, resolutions, noise_levels, noise_model, device, metrics_device, quick, workers, executor, scheduler,
+                  db, rerun):
     """Run every method on every benchmark cell and store the results (resumable: finished cells are skipped)."""
     from sbdbench.bench.runner import run_bench
 
     summary = run_bench(
         _split_names(methods), _split_names(datasets), parse_int_list(resolutions, "--resolutions"),
-        parse_float_list(noise_levels, "--noise"), noise=noise_model, device=device, quick=quick,
-        executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun, log=lambda m: click.echo(m, err=True),
+        parse_float_list(noise_levels, "--noise"), noise=noise_model, device=device,
+        metrics_device=metrics_device, quick=quick, executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun, log=lambda m: click.echo(m, err=True),
     )
     click.echo(summary.line())
     for failure in summary.failures:  # recorded in the store and on the leaderboard; the bench itself succeeded

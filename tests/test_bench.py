@@ -298,3 +298,22 @@ def test_learned_cells_are_keyed_by_their_weights_file(tiny, tmp_path):
     save_project_weights(path, ScoreDenoiseModel(), {"note": "second"})  # same path, new weights
     again = build_grid([spec], [name], res[:1], sigmas[:1]).cells[0]
     assert again.params_json == learned.params_json and again.key != learned.key
+
+
+def test_metrics_device_is_where_the_metrics_run(tiny, sbd_home, tmp_path):
+    """``metrics_device`` reaches the metrics (not the key): the same cell scored on the CPU twice gives the same
+    numbers; scored on an absent CUDA device it fails with the backend's message instead of running anywhere else."""
+    import torch
+
+    name, res, sigmas = tiny
+    plain = build_grid(["pca"], [name], res[:1], sigmas[:1]).cells[0]
+    moved = build_grid(["pca"], [name], res[:1], sigmas[:1], metrics_device="cpu").cells[0]
+    assert moved.metrics_device == "cpu" and plain.metrics_device == "" and moved.key == plain.key
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(a))
+    run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(b), metrics_device="cpu")
+    with ResultsStore(a) as sa, ResultsStore(b) as sb:
+        np.testing.assert_array_equal(sa.shapes_frame()["cd"].to_numpy(), sb.shapes_frame()["cd"].to_numpy())
+    if not torch.cuda.is_available():
+        failed = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(tmp_path / "c.db"), metrics_device="cuda")
+        assert failed.failed == 1 and "CUDA is not available" in failed.failures[0]

@@ -83,7 +83,7 @@ def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device:
 
 def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = "gaussian",
              shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[Dict], None]] = None,
-             progress: bool = True) -> List[Dict]:
+             progress: bool = True, metrics_device: Optional[str] = None) -> List[Dict]:
     """Denoise and score every test shape of one (dataset, N, σ, noise) cell.
 
     Args:
@@ -92,7 +92,8 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         n_points, sigma, noise: which noisy inputs (``examples/<name>_<N>_poisson[_<noise>]_<σ>``).
         out_dir: if given, each output is written to ``<out_dir>/<shape>.xyz`` (ScoreDenoise's layout).
         shapes: a subset of the test shapes (default: all of them).
-        device: where the metrics run ("cpu" = exact float64 backend).
+        device: the method's device (CUDA peak memory is measured there) and, unless ``metrics_device``
+            is given, where the metrics run ("cpu" = exact float64 backend).
         on_shape: called with each record as soon as it is ready.
         progress: show a tqdm bar.
 
@@ -138,7 +139,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
             write_points(Path(out_dir) / f"{shape}.xyz", pred)
         gt = dataset.load_clean(shape, n_points, "test")
         verts, faces = dataset.load_mesh(shape, "test")
-        metrics = evaluate_shape(pred, gt, verts, faces, device=device)
+        metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
         record = {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
                   "n_out": int(len(pred)), **{k: float(metrics[k]) for k in ("cd", "p2m", "p2m_pt3d", "hd")},
                   "seconds": float(seconds), "peak_mem_mb": float(peak_mb)}

@@ -70,7 +70,8 @@ def execute_cell(cell: Cell, attempt: int = 1) -> CellOutcome:
 
         method = make_method(cell.method_name, **cell.params)
         dataset = Dataset(cell.dataset, Path(cell.dataset_root))
-        records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device, progress=False)
+        records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device,
+                           metrics_device=cell.metrics_device or None, progress=False)
         records = [dict(r) for r in records]
         problem = _check_records(cell, records)
         if problem:

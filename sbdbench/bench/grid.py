@@ -84,6 +84,9 @@ class Cell:
     device: str = "cpu"
     #: :meth:`~sbdbench.methods.base.Denoiser.artifact_digest` (weights file of a learned method), "" if none
     artifacts: str = ""
+    #: where the metrics run when not on ``device`` ("" = on ``device``); not part of the key: every
+    #: backend computes the same exact distances (float tolerance)
+    metrics_device: str = ""
 
     @property
     def params(self) -> Dict[str, Any]:
@@ -283,6 +286,7 @@ def build_grid(
     *,
     noise: str = GAUSSIAN,
     device: str = "cpu",
+    metrics_device: Optional[str] = None,
     quick: bool = False,
     log: Callable[[str], None] = lambda msg: None,
 ) -> Grid:
@@ -343,5 +347,5 @@ def build_grid(
                         digests[(m, params_json)] = _artifact_digest(m, params)
                     artifacts = digests[(m, params_json)]
                     grid.cells.append(Cell(m, params_json, ds_name, str(ds.root), data_hash, int(n), float(sigma),
-                                           noise, device, artifacts))
+                                           noise, device, artifacts, metrics_device or ""))
     return grid

@@ -119,6 +119,7 @@ def run_bench(
     *,
     noise: str = GAUSSIAN,
     device: str = "cpu",
+    metrics_device: Optional[str] = None,
     quick: bool = False,
     executor: str = "local",
     workers: Optional[int] = None,
@@ -135,6 +136,8 @@ def run_bench(
             ``quick`` subset.
         noise: noise model of the noisy inputs (``gaussian``).
         device: torch device for methods and metrics (``cpu``, ``cuda``...).
+        metrics_device: run the metrics elsewhere (e.g. denoise on ``cuda``, score with the exact
+            float64 CPU backend, which prunes with KD-trees where the torch backend is brute force).
         executor, workers, scheduler: see :func:`sbdbench.bench.executors.make_executor`;
             ``workers=None`` is 1, or with ``quick`` one per core up to :data:`QUICK_WORKERS`.
         db: results database (default ``$SBDBENCH_HOME/results.db``).
@@ -145,7 +148,8 @@ def run_bench(
         workers = min(QUICK_WORKERS, os.cpu_count() or 1) if quick else 1
     store = ResultsStore(db)  # open (and check) the database before any work
     try:
-        grid = build_grid(methods, datasets, resolutions, noise_levels, noise=noise, device=device, quick=quick, log=log)
+        grid = build_grid(methods, datasets, resolutions, noise_levels, noise=noise, device=device,
+                          metrics_device=metrics_device, quick=quick, log=log)
         for note in grid.notes:
             log(note)
         summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log)
