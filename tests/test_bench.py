@@ -150,8 +150,10 @@ def test_failing_method_is_recorded_and_others_continue(tiny, sbd_home, failing_
     assert (summary.finished, summary.failed) == (1, 1)
     failed = runs[runs["status"] == "failed"].iloc[0]
     assert failed["method"] == failing_method and failed["attempts"] == 2
-    second_shape = sorted(ResultsStore(sbd_home / "results.db").shapes_frame()["shape"])[1]
-    assert repr(second_shape) in failed["error"]
+    # attempt 1 fails on the 2nd shape, having journaled the 1st; the retry resumes at the 2nd shape with a fresh
+    # method, whose own 2nd call (the 3rd shape) fails: the recorded error names that shape
+    third_shape = sorted(ResultsStore(sbd_home / "results.db").shapes_frame()["shape"])[2]
+    assert repr(third_shape) in failed["error"]
     assert ("synthetic failure" if mode == "raise" else "NaN") in failed["error"]
     assert any("retrying once" in line for line in lines)
     assert runs[runs["status"] == "finished"]["method"].tolist() == ["noisy"]
@@ -317,3 +319,34 @@ def test_metrics_device_is_where_the_metrics_run(tiny, sbd_home, tmp_path):
     if not torch.cuda.is_available():
         failed = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(tmp_path / "c.db"), metrics_device="cuda")
         assert failed.failed == 1 and "CUDA is not available" in failed.failures[0]
+
+
+def test_interrupted_cell_restarts_at_its_first_unfinished_shape(tiny, sbd_home, tmp_path):
+    """Finished shapes of an unfinished cell are journaled beside the database; the next bench runs only the
+    others (a planted marker value survives), deletes the journal once the cell is stored; --rerun ignores it."""
+    import json
+
+    from sbdbench.bench.executors import execute_cell
+    from sbdbench.bench.journal import journal_folder
+
+    name, res, sigmas = tiny
+    db = tmp_path / "r.db"
+    cell = build_grid(["pca"], [name], res[:1], sigmas[:1]).cells[0]
+    folder = journal_folder(db)
+    full = execute_cell(cell, 1, str(folder))  # journals every shape as it goes (the driver deletes the file)
+    journal = folder / f"{cell.key}.jsonl"
+    assert full.ok and full.resumed_shapes == 0
+    assert [json.loads(line)["shape"] for line in journal.read_text().splitlines()] == [r["shape"] for r in full.records]
+    first = dict(full.records[0], cd=0.123456)  # what a killed run left: one shape, then a line cut short
+    journal.write_text(json.dumps(first) + "\n" + json.dumps(full.records[1])[:25])
+    summary = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(db))
+    assert summary.finished == 1 and not journal.exists()
+    with ResultsStore(db) as store:
+        cd = store.shapes_frame().set_index("shape")["cd"]
+    assert cd[first["shape"]] == 0.123456  # taken from the journal, not run again
+    assert all(cd[r["shape"]] == pytest.approx(r["cd"], rel=1e-12) for r in full.records[1:])
+    journal.write_text(json.dumps(first) + "\n")
+    run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(db), rerun=True)
+    with ResultsStore(db) as store:
+        latest = store.shapes_frame().query("shape == @first['shape']")["cd"]
+    assert (latest != 0.123456).any() and not journal.exists()

@@ -37,6 +37,8 @@ class CellOutcome:
     started_at: str = ""
     finished_at: str = ""
     seconds: float = 0.0
+    #: shapes taken from the journal of an interrupted attempt (not run again)
+    resumed_shapes: int = 0
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     @property
@@ -56,9 +58,13 @@ def _check_records(cell: Cell, records) -> Optional[str]:
     return None
 
 
-def execute_cell(cell: Cell, attempt: int = 1) -> CellOutcome:
+def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None) -> CellOutcome:
     """Run one cell end to end (make the method, denoise and evaluate every shape); never raises
-    for the cell's own errors — they come back as ``CellOutcome.error``."""
+    for the cell's own errors — they come back as ``CellOutcome.error``.
+
+    With ``journal_dir`` (see :mod:`sbdbench.bench.journal`) the shapes an interrupted attempt finished
+    are taken from the journal, the others are run and journaled one by one."""
+    from sbdbench.bench.journal import open_journal
     from sbdbench.bench.store import utc_now
 
     started_at = utc_now()
@@ -68,15 +74,24 @@ def execute_cell(cell: Cell, attempt: int = 1) -> CellOutcome:
         from sbdbench.data.dataset import Dataset
         from sbdbench.methods import make_method
 
-        method = make_method(cell.method_name, **cell.params)
         dataset = Dataset(cell.dataset, Path(cell.dataset_root))
-        records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device,
-                           metrics_device=cell.metrics_device or None, progress=False)
-        records = [dict(r) for r in records]
+        shapes = dataset.shapes("test")
+        journal = open_journal(journal_dir, cell.key)
+        done = journal.load(shapes) if journal else {}
+        remaining = [s for s in shapes if s not in done]
+        new_records = []
+        if remaining:
+            method = make_method(cell.method_name, **cell.params)
+            new_records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device,
+                                   metrics_device=cell.metrics_device or None, progress=False, shapes=remaining,
+                                   on_shape=journal.append if journal else None)
+        by_shape = {**done, **{r["shape"]: r for r in new_records}}
+        records = [dict(by_shape[s]) for s in shapes]
         problem = _check_records(cell, records)
         if problem:
             return CellOutcome(cell, error=problem, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
-        return CellOutcome(cell, records=records, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+        return CellOutcome(cell, records=records, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0,
+                           resumed_shapes=len(done))
     except Exception as exc:  # a failing method must never stop the other cells
         message = f"{type(exc).__name__}: {exc}".strip()
         if not isinstance(exc, (InputError,)) and os.environ.get("SBDBENCH_TRACEBACKS"):

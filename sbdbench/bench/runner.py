@@ -3,7 +3,8 @@
 The driver loop is the same for every executor: skip the cells the store already has, keep up to
 ``executor.capacity`` cells in flight, store each finished cell in one transaction as soon as it
 comes back, retry a failed cell once, then record it as failed with its error — one failing cell
-never stops the others, and a killed bench loses only the cells that were in flight.
+never stops the others, and a killed bench loses only the shapes that were in flight (the finished shapes
+of an unfinished cell are journaled beside the database, :mod:`sbdbench.bench.journal`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 from sbdbench.bench.executors import CellOutcome, execute_cell, make_executor
 from sbdbench.bench.grid import GAUSSIAN, Cell, build_grid
+from sbdbench.bench.journal import CellJournal, journal_folder
 from sbdbench.bench.store import ResultsStore, current_run_info, utc_now
 
 MAX_ATTEMPTS = 2  # a failing cell is retried once
@@ -50,7 +52,8 @@ def run_cells(
     rerun: bool = False,
     log: Callable[[str], None] = lambda msg: None,
 ) -> BenchSummary:
-    """Run ``cells`` (skipping finished ones unless ``rerun``) and store every outcome."""
+    """Run ``cells`` (skipping finished ones unless ``rerun``) and store every outcome; the shapes of a
+    cell that an interrupted bench finished are not run again (``--rerun`` runs them again)."""
     t0 = time.perf_counter()
     summary = BenchSummary(cells=len(cells), db_path=str(store.path))
     unique = list({c.key: c for c in cells}.values())
@@ -63,6 +66,10 @@ def run_cells(
         summary.seconds = time.perf_counter() - t0
         return summary
 
+    journals = str(journal_folder(store.path))
+    if rerun:
+        for cell in todo:
+            CellJournal(journals, cell.key).discard()
     info = current_run_info()
     pool = make_executor(executor, workers, scheduler)
     log(f"running {len(todo)} cells on {pool.description}")
@@ -75,7 +82,7 @@ def run_cells(
             while pending and len(in_flight) < pool.capacity:
                 cell, attempt = pending.popleft()
                 first_start.setdefault(cell.key, utc_now())
-                in_flight[pool.submit(execute_cell, cell, attempt)] = (cell, attempt)
+                in_flight[pool.submit(execute_cell, cell, attempt, journals)] = (cell, attempt)
             for fut in pool.wait_any(list(in_flight)):
                 cell, attempt = in_flight.pop(fut)
                 try:
@@ -86,9 +93,12 @@ def run_cells(
                     run_id = store.record_finished(cell, outcome.records, info=info, attempts=attempt,
                                                    started_at=first_start[cell.key], finished_at=outcome.finished_at,
                                                    seconds=outcome.seconds, replace=rerun)
+                    CellJournal(journals, cell.key).discard()
                     n_done += 1
                     summary.finished += 1
                     note = "" if run_id is not None else " (already stored by a concurrent bench)"
+                    if outcome.resumed_shapes:
+                        note += f" ({outcome.resumed_shapes} shapes from an interrupted run)"
                     log(f"[{n_done}/{len(todo)}] {cell.label}: {len(outcome.records)} shapes in {outcome.seconds:.1f} s{note}")
                 elif attempt < MAX_ATTEMPTS:
                     log(f"{cell.label}: failed ({_first_line(outcome.error)}); retrying once")
