@@ -350,3 +350,28 @@ def test_interrupted_cell_restarts_at_its_first_unfinished_shape(tiny, sbd_home,
     with ResultsStore(db) as store:
         latest = store.shapes_frame().query("shape == @first['shape']")["cd"]
     assert (latest != 0.123456).any() and not journal.exists()
+
+
+def test_pool_workers_end_when_the_bench_is_killed():
+    """A local pool worker watches its parent: killing the bench (SIGKILL) ends the worker within seconds instead of
+    leaving it to finish its cell as an orphan."""
+    child = ("import os, time; from sbdbench.bench.executors import _exit_with_parent; "
+             "_exit_with_parent(os.getppid(), 0.05); time.sleep(60)")
+    parent = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {child!r}]); "
+              "print(p.pid, flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    time.sleep(1.0)  # the worker is up and watching
+    os.kill(worker, 0)  # alive
+    proc.kill()
+    proc.wait(10)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its killed parent")

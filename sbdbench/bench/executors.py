@@ -121,8 +121,24 @@ class SequentialExecutor:
         pass
 
 
-def _init_worker(threads: int) -> None:
-    """Pool worker start-up: share the cores between workers instead of oversubscribing them."""
+def _exit_with_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """End this worker when the bench that started it is gone (killed, even with SIGKILL): a pool worker
+    otherwise runs its current cell to the end as an orphan, holding the cores of the next bench."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)  # finished shapes are in the cell's journal
+
+    threading.Thread(target=watch, name="sbdbench-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: Optional[int] = None) -> None:
+    """Pool worker start-up: share the cores between workers instead of oversubscribing them, and
+    (local pool) end with the parent."""
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         import torch
@@ -147,7 +163,7 @@ class ProcessPoolExecutor:
         import multiprocessing
 
         return cf.ProcessPoolExecutor(self.capacity, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(self._threads,))
+                                      initializer=_init_worker, initargs=(self._threads, os.getpid()))
 
     def submit(self, fn: Callable, *args) -> cf.Future:
         try:
