@@ -26,21 +26,9 @@ from scipy.spatial import cKDTree
 
 from sbdbench.bench.grid import method_params
 from sbdbench.methods import make_method
+from score_speed import _input_cloud as _input  # same input as the CPU speed benchmark (benchmarks/ is on sys.path)
 
 METHODS = ("score:weights=official", "score", "sbd")
-
-
-def _input(n: int, sigma: float):
-    try:
-        from sbdbench.data.dataset import open_dataset
-
-        ds = open_dataset("synth")
-        return ds.load_noisy("torus", n, sigma), ds.load_clean("torus", n), "synth/torus"
-    except Exception:
-        rng = np.random.default_rng(0)
-        u, v = rng.uniform(0, 2 * np.pi, (2, n))
-        clean = np.c_[(1 + 0.35 * np.cos(v)) * np.cos(u), (1 + 0.35 * np.cos(v)) * np.sin(u), 0.35 * np.sin(v)] / 1.35
-        return clean + rng.normal(0, sigma, clean.shape), clean, "procedural torus"
 
 
 def _cd(a: np.ndarray, b: np.ndarray) -> float:
