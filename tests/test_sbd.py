@@ -195,3 +195,17 @@ def test_shipped_weights_load_safely_with_plain_metadata():
     noisy = clean + 0.02 * np.random.default_rng(2).standard_normal(clean.shape)
     out = SBD().denoise(noisy, noise_level=0.02)
     assert torus_sq_dist(out) < 0.7 * torus_sq_dist(noisy)  # shipped weights (6,000 iterations): 0.55× (1,600: 0.67×)
+
+
+def test_pass_count_below_one_is_refused_and_every_tuned_count_keeps_the_points(tmp_path):
+    """``niters`` is tuned over 1..4 per (N, σ) (``baselines/sbd.toml``); 0 is a clear error, not the input back."""
+    path = tmp_path / "w.pt"
+    torch.manual_seed(0)
+    save_project_weights(path, ScoreDenoiseModel(), {"method": "sbd"})
+    rng = np.random.default_rng(1)
+    pts = torus(300) + rng.normal(0, 0.02, (300, 3))
+    with pytest.raises(InputError, match="niters"):
+        SBD(weights=str(path), niters=0).denoise(pts, noise_level=0.02)
+    for niters in SBD.tuning_grid["niters"]:
+        out = SBD(weights=str(path), niters=niters).denoise(pts, noise_level=0.02)
+        assert out.shape == pts.shape and np.isfinite(out).all()
