@@ -1,12 +1,16 @@
 """Speed and memory of ``sbd`` against ``score`` with the same number of network evaluations.
 
-    python benchmarks/sbd_speed.py [--n 10000] [--sigma 0.02] [--threads 1] [--repeats 3]
+    python benchmarks/sbd_speed.py [--n 10000] [--sigma 0.02] [--threads 1] [--repeats 3] [--frame-knn 4] [--defaults]
 
 * Inference: one 10K cloud at σ = 2 %. SBD runs t* reverse steps (t* from the schedule and σ); ``score``
   runs ``num_steps = t*`` gradient-ascent steps (one pass), so both evaluate the score network on the same
-  number of (anchor, neighbour) offsets per patch. The weights do not change the cost: both use the same
-  randomly initialised networks (saved to a temporary file). Times are the median of ``--repeats``
+  number of (anchor, neighbour) offsets per patch; ``--frame-knn k`` sets how many current points each anchor
+  scores per step in both (``frame_knn`` of sbd, ``denoise_knn`` of score). The weights do not change the cost:
+  both use the same randomly initialised networks (saved to a temporary file). Times are the median of ``--repeats``
   alternating runs in this process; the ratio sbd / score is the figure (the machine may be shared).
+* ``--defaults``: also times what a user runs — sbd at its frozen settings for (N, σ) from ``baselines/sbd.toml``
+  (passes and ``frame_knn``) against score at ScoreDenoise's protocol (30 steps, 4 neighbours, its passes), each
+  with its shipped weights (sbd's later passes start at the noise they re-estimate, which depends on the weights).
 * Peak memory: each measurement runs alone in a child process; reported as the child's peak RSS minus
   that of a child that only loaded the same inputs and the model (the working memory of the step):
   inference of each method, and one training iteration (batch of 8 patches) of each recipe's loss.
@@ -44,13 +48,34 @@ def _cloud(n: int, sigma: float) -> np.ndarray:
     return clean + sigma * rng.standard_normal(clean.shape)
 
 
-def _methods(weights: str, sigma: float):
+def _methods(weights: str, sigma: float, frame_knn: int = 4):
     from sbdbench.methods import make_method
 
-    sbd = make_method("sbd", weights=weights)
+    sbd = make_method("sbd", weights=weights, frame_knn=frame_knn)
     t_star = sbd.make_schedule().start_step(sigma)
-    score = make_method("score", weights=weights, num_steps=t_star, niters=1)
+    score = make_method("score", weights=weights, num_steps=t_star, niters=1, denoise_knn=frame_knn)
     return sbd, score, t_star
+
+
+def _default_methods(n: int, sigma: float):
+    """sbd at its frozen settings for (n, σ) and score at its defaults (ScoreDenoise's protocol), each with its
+    shipped project weights: a later sbd pass starts at the noise it re-estimates, so its cost depends on the weights."""
+    from sbdbench.methods import make_method
+    from sbdbench.methods.settings import frozen_params
+
+    frozen = {k: v for k, v in frozen_params("sbd", n, sigma).items() if k not in ("weights", "device")}
+    return make_method("sbd", **frozen), make_method("score"), frozen
+
+
+def _median_times(pair, noisy: np.ndarray, sigma: float, repeats: int) -> dict:
+    """Median seconds of each (name, method) over ``repeats`` alternating runs."""
+    times = {name: [] for name, _ in pair}
+    for _ in range(repeats):
+        for name, method in pair:
+            t0 = time.perf_counter()
+            method.denoise(noisy, noise_level=sigma)
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def _train_batch_loss(method: str):
@@ -68,11 +93,11 @@ def _train_batch_loss(method: str):
     return lambda: supervised_score_loss(model, batch["noisy"], batch["clean"])
 
 
-def _worker(mode: str, weights: str, n: int, sigma: float) -> None:
+def _worker(mode: str, weights: str, n: int, sigma: float, frame_knn: int) -> None:
     """One measurement in this (child) process; prints JSON with the peak RSS in MB."""
     torch.set_num_threads(1)
     noisy = _cloud(n, sigma)
-    sbd, score, _ = _methods(weights, sigma)
+    sbd, score, _ = _methods(weights, sigma, frame_knn)
     if mode in ("sbd", "score", "baseline"):
         sbd._networks(), score.load()  # weights loaded in every child, baseline included
         t0 = time.perf_counter()
@@ -88,9 +113,9 @@ def _worker(mode: str, weights: str, n: int, sigma: float) -> None:
     print(json.dumps({"mode": mode, "seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def _child(mode: str, weights: str, n: int, sigma: float) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", mode, "--weights", weights, "--n", str(n), "--sigma", str(sigma)],
-                         capture_output=True, text=True, check=True)
+def _child(mode: str, weights: str, n: int, sigma: float, frame_knn: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", mode, "--weights", weights, "--n", str(n), "--sigma", str(sigma),
+                          "--frame-knn", str(frame_knn)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -100,11 +125,13 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=0.02)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--frame-knn", type=int, default=4, help="current points scored per anchor and step, in both methods")
+    ap.add_argument("--defaults", action="store_true", help="also time sbd at its frozen settings against score's defaults")
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        _worker(args.worker, args.weights, args.n, args.sigma)
+        _worker(args.worker, args.weights, args.n, args.sigma, args.frame_knn)
         return
     from sbdbench.methods.learned.checkpoint import save_project_weights
     from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -115,22 +142,23 @@ def main() -> None:
         torch.manual_seed(0)
         save_project_weights(weights, ScoreDenoiseModel(), {"method": "benchmark"})
         noisy = _cloud(args.n, args.sigma)
-        sbd, score, t_star = _methods(weights, args.sigma)
+        sbd, score, t_star = _methods(weights, args.sigma, args.frame_knn)
         sbd.denoise(noisy[:2000], noise_level=args.sigma), score.denoise(noisy[:2000], noise_level=args.sigma)  # warm-up
-        times = {"sbd": [], "score": []}
-        for _ in range(args.repeats):
-            for name, method in (("sbd", sbd), ("score", score)):
-                t0 = time.perf_counter()
-                method.denoise(noisy, noise_level=args.sigma)
-                times[name].append(time.perf_counter() - t0)
-        med = {k: float(np.median(v)) for k, v in times.items()}
-        print(f"inference, N={args.n}, sigma={args.sigma}, {args.threads} thread(s), t*={t_star} network evaluations per anchor-neighbour:")
+        med = _median_times((("sbd", sbd), ("score", score)), noisy, args.sigma, args.repeats)
+        print(f"inference, N={args.n}, sigma={args.sigma}, {args.threads} thread(s), t*={t_star} network evaluations, "
+              f"{args.frame_knn} current points per anchor in both:")
         print(f"  sbd   {med['sbd']:.2f} s   score (num_steps={t_star}) {med['score']:.2f} s   ratio sbd/score {med['sbd'] / med['score']:.2f}")
-        base = _child("baseline", weights, args.n, args.sigma)["peak_rss_mb"]
-        tbase = _child("train-baseline", weights, args.n, args.sigma)["peak_rss_mb"]
+        if args.defaults:
+            sbd_d, score_d, frozen = _default_methods(args.n, args.sigma)
+            sbd_d.denoise(noisy[:2000], noise_level=args.sigma), score_d.denoise(noisy[:2000], noise_level=args.sigma)  # loads the weights
+            med = _median_times((("sbd", sbd_d), ("score", score_d)), noisy, args.sigma, args.repeats)
+            print(f"defaults: sbd at its frozen settings {frozen} vs score at ScoreDenoise's protocol (30 steps, 4 neighbours):")
+            print(f"  sbd   {med['sbd']:.2f} s   score {med['score']:.2f} s   ratio sbd/score {med['sbd'] / med['score']:.2f}")
+        base = _child("baseline", weights, args.n, args.sigma, args.frame_knn)["peak_rss_mb"]
+        tbase = _child("train-baseline", weights, args.n, args.sigma, args.frame_knn)["peak_rss_mb"]
         print("peak memory (child process peak RSS minus a child that only loaded inputs and weights):")
         for mode, ref in (("sbd", base), ("score", base), ("train-sbd", tbase), ("train-score", tbase)):
-            r = _child(mode, weights, args.n, args.sigma)
+            r = _child(mode, weights, args.n, args.sigma, args.frame_knn)
             print(f"  {mode:12s} {r['peak_rss_mb'] - ref:8.1f} MB   ({r['peak_rss_mb']:.0f} MB total, {r['seconds']:.2f} s)")
 
 

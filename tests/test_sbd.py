@@ -209,3 +209,20 @@ def test_pass_count_below_one_is_refused_and_every_tuned_count_keeps_the_points(
     for niters in SBD.tuning_grid["niters"]:
         out = SBD(weights=str(path), niters=niters).denoise(pts, noise_level=0.02)
         assert out.shape == pts.shape and np.isfinite(out).all()
+
+
+def test_anchor_count_below_one_is_refused_and_every_tuned_count_is_used_and_keeps_the_points(tmp_path):
+    """``frame_knn`` (current points each anchor scores per step) is tuned over 4/8/16; 0 is a clear error, and each
+    tuned count changes the output (the parameter reaches the sampler) without changing the point count."""
+    path = tmp_path / "w.pt"
+    torch.manual_seed(0)
+    save_project_weights(path, ScoreDenoiseModel(), {"method": "sbd"})
+    rng = np.random.default_rng(3)
+    pts = torus(300) + rng.normal(0, 0.02, (300, 3))
+    with pytest.raises(InputError, match="frame_knn"):
+        SBD(weights=str(path), frame_knn=0).denoise(pts, noise_level=0.02)
+    outs = [SBD(weights=str(path), frame_knn=k).denoise(pts, noise_level=0.02) for k in SBD.tuning_grid["frame_knn"]]
+    for out in outs:
+        assert out.shape == pts.shape and np.isfinite(out).all()
+    for a, b in zip(outs, outs[1:]):
+        assert not np.allclose(a, b)

@@ -147,9 +147,11 @@ class SBD(WeightsDigestMixin, Denoiser):
     paper = "SBD: score-based diffusion denoising conditioned on edge features (this project's research note)"
     preserves_count = True
     uses_torch = True
-    #: passes, tuned per (N, σ) on the val split (``sbdbench tune --method sbd --split val``): at 50K a
-    #: 1000-point patch spans a smaller part of the surface than at 10K, so the pass count must be tuned per N.
-    tuning_grid = {"niters": [1, 2, 3, 4]}
+    #: passes and anchors, tuned per (N, σ) on the val split (``sbdbench tune --method sbd --split val``): at 50K a
+    #: 1000-point patch spans a smaller part of the surface than at 10K, so the pass count must be tuned per N;
+    #: the networks were trained on 32 neighbours per anchor, and averaging more than ScoreDenoise's 4 predictions
+    #: per point lowers the variance of each step (``--refine frame_knn``, the pass count held).
+    tuning_grid = {"niters": [1, 2, 3, 4], "frame_knn": [4, 8, 16]}
 
     def __init__(
         self,
@@ -204,6 +206,8 @@ class SBD(WeightsDigestMixin, Denoiser):
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if int(self.niters) < 1:
             raise InputError(f"sbd: niters must be ≥ 1, got {self.niters}")
+        if int(self.frame_knn) < 1:
+            raise InputError(f"sbd: frame_knn must be ≥ 1 (current points each anchor scores per step), got {self.frame_knn}")
         if len(points) <= 16:
             raise InputError(f"sbd needs more than 16 points (the feature net's neighbourhood), got {len(points)}")
         schedule = self.make_schedule()
