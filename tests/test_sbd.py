@@ -197,13 +197,18 @@ def test_shipped_weights_load_safely_with_plain_metadata():
     assert torus_sq_dist(out) < 0.7 * torus_sq_dist(noisy)  # shipped weights (6,000 iterations): 0.55× (1,600: 0.67×)
 
 
-def test_pass_count_below_one_is_refused_and_every_tuned_count_keeps_the_points(tmp_path):
-    """``niters`` is tuned over 1..4 per (N, σ) (``baselines/sbd.toml``); 0 is a clear error, not the input back."""
+def _random_weights_and_noisy_torus(tmp_path, seed: int) -> tuple:
+    """Untrained networks saved as a weights file, and a 300-point torus at σ = 2 % (noise seed ``seed``)."""
     path = tmp_path / "w.pt"
     torch.manual_seed(0)
     save_project_weights(path, ScoreDenoiseModel(), {"method": "sbd"})
-    rng = np.random.default_rng(1)
-    pts = torus(300) + rng.normal(0, 0.02, (300, 3))
+    rng = np.random.default_rng(seed)
+    return path, torus(300) + rng.normal(0, 0.02, (300, 3))
+
+
+def test_pass_count_below_one_is_refused_and_every_tuned_count_keeps_the_points(tmp_path):
+    """``niters`` is tuned over 1..4 per (N, σ) (``baselines/sbd.toml``); 0 is a clear error, not the input back."""
+    path, pts = _random_weights_and_noisy_torus(tmp_path, seed=1)
     with pytest.raises(InputError, match="niters"):
         SBD(weights=str(path), niters=0).denoise(pts, noise_level=0.02)
     for niters in SBD.tuning_grid["niters"]:
@@ -214,11 +219,7 @@ def test_pass_count_below_one_is_refused_and_every_tuned_count_keeps_the_points(
 def test_anchor_count_below_one_is_refused_and_every_tuned_count_is_used_and_keeps_the_points(tmp_path):
     """``frame_knn`` (current points each anchor scores per step) is tuned over 4/8/16; 0 is a clear error, and each
     tuned count changes the output (the parameter reaches the sampler) without changing the point count."""
-    path = tmp_path / "w.pt"
-    torch.manual_seed(0)
-    save_project_weights(path, ScoreDenoiseModel(), {"method": "sbd"})
-    rng = np.random.default_rng(3)
-    pts = torus(300) + rng.normal(0, 0.02, (300, 3))
+    path, pts = _random_weights_and_noisy_torus(tmp_path, seed=3)
     with pytest.raises(InputError, match="frame_knn"):
         SBD(weights=str(path), frame_knn=0).denoise(pts, noise_level=0.02)
     outs = [SBD(weights=str(path), frame_knn=k).denoise(pts, noise_level=0.02) for k in SBD.tuning_grid["frame_knn"]]
