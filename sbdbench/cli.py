@@ -103,6 +103,18 @@ def parse_params(items: Sequence[str]) -> dict:
     return params
 
 
+def parse_value_lists(items: Sequence[str]) -> dict:
+    """``key=v1,v2`` items → {key: [v1, v2]}, each value parsed as by ``--param``."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not sep or not key.strip() or not parts:
+            raise InputError(f"--values expects KEY=V1,V2,..., got {item!r}")
+        out[key.strip()] = [_parse_scalar(p) for p in parts]
+    return out
+
+
 def _parse_scalar(value: str):
     low = value.lower()
     if low in ("true", "yes", "on"):
@@ -360,7 +372,10 @@ def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaul
 @click.option("--refine", "refine_keys", multiple=True,
               help="Search only this grid key (repeatable); hold the others at the tuned choice of the nearest cell with the same σ.")
 @click.option("--refine-from", default=None, type=click.Path(dir_okay=False), help="TOML holding those tuned cells (default: --out).")
-def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from) -> None:
+@click.option("--values", "value_items", multiple=True, metavar="KEY=V1,V2",
+              help="Search only these values of a searched grid key (repeatable), e.g. --values niters=3,4.")
+def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from,
+             value_items) -> None:
     """Grid-search a method's parameters per (resolution, noise) on training (or val) shapes; freeze them in a TOML."""
     from pathlib import Path
 
@@ -369,9 +384,25 @@ def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_sha
     doc = tune_method(method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
                       max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
-                      refine_from=Path(refine_from) if refine_from else None, log=lambda line: click.echo(line, err=True))
+                      refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
+                      log=lambda line: click.echo(line, err=True))
     for cell in doc["cell"]:
         click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
+
+
+@main.command("merge-settings")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Merged TOML (may be one of the inputs).")
+def merge_settings_cmd(inputs, out_path) -> None:
+    """Merge `tune` TOMLs of one method run side by side: later files win a cell, except parts of one grid
+    searched in parallel (`tune --values`), whose trials are pooled and the best of all chosen."""
+    from pathlib import Path
+
+    from sbdbench.methods.tuning import merge_settings_files
+
+    doc = merge_settings_files([Path(p) for p in inputs], Path(out_path))
+    for cell in doc["cell"]:
+        click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} ({len(cell.get('trials', []))} trials)")
 
 
 # === learned-model commands: train, diagnose ===

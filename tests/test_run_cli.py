@@ -234,6 +234,19 @@ def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp
     assert len(high["trials"]) == len(data["grid"]["radius_scale"])
     bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--refine", "nope", "--out", out)
     assert bad.exit_code != 0 and "not in the grid" in bad.output
+    # --values: a part of the grid (here two radii); the TOML keeps the method's grid, the cell lists what was tried
+    two = data["grid"]["radius_scale"][:2]
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--noise", sigma, "--max-shapes", 2,
+                  "--refine", "radius_scale", "--values", "radius_scale=" + ",".join(map(str, two)), "--out", out)
+    assert res.exit_code == 0, res.output
+    again = load_settings("pca", tmp_path)
+    assert again["grid"] == data["grid"]
+    assert [t["radius_scale"] for t in again["cell"][1]["trials"]] == two
+    assert again["cell"][1]["params"]["radius_scale"] in two
+    for item, message in (("iterations=1,2", "does not search"), ("radius_scale=", "expects KEY=V1,V2")):
+        bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--refine", "radius_scale",
+                      "--values", item, "--out", out)
+        assert bad.exit_code != 0 and message in bad.output, bad.output
 
 
 def test_interrupted_run_keeps_the_scores_of_finished_cells(synth, tmp_path, monkeypatch):
@@ -257,3 +270,35 @@ def test_interrupted_run_keeps_the_scores_of_finished_cells(synth, tmp_path, mon
         cell_mod.run_method("pca", synth.name, [n], levels[:2], out=tmp_path / "pca", log=lambda s: None, progress=False)
     kept = pd.read_csv(tmp_path / "pca" / "per_shape.csv")
     assert sorted(kept["shape"]) == sorted(synth.shapes("test")) and set(kept["sigma"]) == {levels[0]}
+
+
+def test_parts_of_a_grid_tuned_side_by_side_merge_into_one_choice(synth, tmp_path):
+    """`tune --values` on two halves of a grid, then `merge-settings`: the trials are pooled and the best of all is
+    chosen, exactly as one run over the whole grid chooses; a cell searched differently is replaced (later wins)."""
+    from sbdbench.methods.settings import load_settings, tomllib
+
+    n, sigma = _cell(synth)
+    common = ("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--max-shapes", 2)
+    assert _invoke(*common, "--out", tmp_path / "whole" / "pca.toml").exit_code == 0
+    whole = load_settings("pca", tmp_path / "whole")["cell"][0]
+    radii = [t["radius_scale"] for t in whole["trials"]]
+    values = sorted(set(radii), key=radii.index)
+    halves = [values[: len(values) // 2], values[len(values) // 2:]]
+    parts = []
+    for i, half in enumerate(halves):
+        parts.append(tmp_path / f"part{i}.toml")
+        res = _invoke(*common, "--values", "radius_scale=" + ",".join(map(str, half)), "--out", parts[-1])
+        assert res.exit_code == 0, res.output
+    merged_path = tmp_path / "merged" / "pca.toml"
+    res = _invoke("merge-settings", *parts, "--out", merged_path)
+    assert res.exit_code == 0, res.output
+    merged = tomllib.loads(merged_path.read_text(encoding="utf-8"))["cell"][0]
+    assert len(merged["trials"]) == len(whole["trials"])
+    assert merged["params"] == whole["params"] and merged["cd"] == pytest.approx(whole["cd"], rel=1e-12)
+    # a refinement (other searched keys) of the same cell replaces it instead of pooling
+    refined = tmp_path / "refined.toml"
+    assert _invoke(*common, "--refine", "radius_scale", "--refine-from", merged_path, "--out", refined).exit_code == 0
+    res = _invoke("merge-settings", merged_path, refined, "--out", tmp_path / "final.toml")
+    assert res.exit_code == 0, res.output
+    final = tomllib.loads((tmp_path / "final.toml").read_text(encoding="utf-8"))["cell"][0]
+    assert final["searched"] == ["radius_scale"] and len(final["trials"]) == len(values)

@@ -11,7 +11,8 @@ from sbdbench.geometry import _fps_torch, farthest_point_sampling
 from sbdbench.methods import available_methods, make_method
 from sbdbench.methods.learned.checkpoint import project_weights_path
 from sbdbench.methods.learned.knn import knn_points
-from sbdbench.methods.learned.patches import extract_patches, merge_fps, merge_stitch, num_seeds, patch_based_denoise, patch_seeds
+from sbdbench.methods.learned.patches import (extract_patches, interleaved_subsets, merge_fps, merge_stitch, num_seeds, patch_based_denoise,
+                                              patch_seeds)
 from sbdbench.methods.learned.score import estimate_noise_level, passes_for_noise
 
 
@@ -63,6 +64,25 @@ def test_patches_and_merges():
     assert torch.equal(patch_based_denoise(x, lambda p: p, patch_size=500, merge="stitch", batch_size=4), x)
     out = patch_based_denoise(x, lambda p: p * 0.5, patch_size=500, merge="stitch")
     torch.testing.assert_close(out[covered], x[covered] * 0.5)
+
+
+def test_interleaved_subsets_partition_the_cloud_and_each_covers_the_whole_surface():
+    """PD-Flow's 50K protocol: m = round(N / size) subsets, each spread over the whole surface (not a region of
+    it), even when the rows come sorted by position."""
+    from scipy.spatial import cKDTree
+
+    clean, _ = _sphere(5000, 0.0, seed=2)
+    clean = clean[np.argsort(clean[:, 2])]  # rows sorted by height: contiguous blocks would be bands
+    subsets = interleaved_subsets(torch.as_tensor(clean, dtype=torch.float32), 1250)
+    assert len(subsets) == 4 and sorted(len(s) for s in subsets) == [1250] * 4
+    assert torch.equal(torch.sort(torch.cat(subsets)).values, torch.arange(5000))
+    for s in subsets:
+        assert cKDTree(clean[s.numpy()]).query(clean)[0].max() < 0.25  # no gap wider than ~5 subset spacings
+    band = cKDTree(clean[:1250]).query(clean)[0].max()
+    assert band > 1.0  # what a block split would leave: the far side of the sphere uncovered
+    assert len(interleaved_subsets(torch.as_tensor(clean[:1800], dtype=torch.float32), 1250)) == 1  # 1.44 → 1
+    with pytest.raises(InputError, match="subset_size"):
+        interleaved_subsets(torch.as_tensor(clean), 0)
 
 
 def test_noise_level_estimate_picks_the_papers_pass_count():

@@ -134,7 +134,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
                 noise_levels: Sequence[float] = (0.01, 0.02, 0.03), *, max_shapes: int = 8, max_shapes_large: int = 3,
                 grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
                 seed: int = 0, split: str = "train", out: Optional[Path] = None, merge: bool = True,
-                refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
+                refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None,
+                values: Optional[Dict[str, Sequence[Any]]] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML.
 
     Args:
@@ -152,6 +153,9 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
             nearest already-tuned cell with the same σ (read from ``refine_from``, default ``out``).
             Used at 50K, where the neighbourhood size is what must change with resolution
             (research note §1) and a full grid costs 25× the 10K one.
+        values: search these values of a searched key instead of all of its grid values (a part of the
+            grid, when the rest is known not to win or costs too much); the TOML's ``grid`` stays the
+            method's, each cell's ``trials`` list what was tried.
         log: progress sink (one line per trial).
 
     Returns:
@@ -193,6 +197,12 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
         if not base_cells:
             raise DataError(f"refining {method_name!r} needs an already-tuned TOML ({src} has no cells); tune a lower resolution first")
     searched = {k: v for k, v in grid.items() if not refine_keys or k in refine_keys}
+    for key, chosen in (values or {}).items():
+        if key not in searched:
+            raise InputError(f"values given for {key!r}, which this run does not search ({', '.join(searched) or 'nothing'})")
+        if not list(chosen):
+            raise InputError(f"no values given for {key!r}")
+        searched[key] = list(chosen)
     points = grid_points(searched)
     planned = {(int(n), round(float(s), 6)) for n in resolutions for s in noise_levels}
     kept = []
@@ -241,8 +251,11 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
 def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     """Merge TOMLs of the same method tuned in separate runs (e.g. 10K and 50K in parallel) into one.
 
-    Later files win for a (resolution, σ) cell present in several; the header (grid, date, version)
-    comes from the last file. Returns the merged document.
+    A (resolution, σ) cell present in several files is taken from the later file, except when the runs
+    searched parts of one grid side by side (``tune --values``): the same searched keys, the same held
+    parameters, shapes and noise. Then their trials are pooled and the best of all is chosen, as one run
+    over the union would have. The header (grid, date, version) comes from the last file. Returns the
+    merged document.
     """
     from sbdbench.methods.settings import tomllib
 
@@ -255,8 +268,32 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     cells: Dict[Any, Dict[str, Any]] = {}
     for d in docs:
         for c in d.get("cell", []):
-            cells[(int(c["n_points"]), round(float(c["sigma"]), 6))] = c
+            key = (int(c["n_points"]), round(float(c["sigma"]), 6))
+            cells[key] = _pool_trials(cells[key], c) if key in cells and _same_search(cells[key], c) else c
     merged = dict(docs[-1])
     merged["cell"] = [cells[k] for k in sorted(cells)]
     atomic_write_text(out, settings_toml(merged))
     return merged
+
+
+def _held(cell: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in cell.get("params", {}).items() if k not in cell.get("searched", [])}
+
+
+def _same_search(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Two tunings of one cell that differ only in which grid values they tried."""
+    return (bool(a.get("trials")) and bool(b.get("trials")) and a.get("searched") == b.get("searched")
+            and _held(a) == _held(b) and a.get("shapes") == b.get("shapes")
+            and np.isclose(float(a["noisy_cd"]), float(b["noisy_cd"]), rtol=1e-9, atol=0.0))
+
+
+def _pool_trials(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+    """One cell from two :func:`_same_search` cells: their trials (a trial tried in both: the later one), best chosen."""
+    keys = list(a["searched"])
+    trials = {tuple(t[k] for k in keys): t for t in list(a["trials"]) + list(b["trials"])}
+    pooled = list(trials.values())
+    best = min(pooled, key=lambda t: float(t["cd"]))
+    n_a, n_b = len(a["trials"]), len(b["trials"])
+    seconds = (float(a["seconds_per_shape"]) * n_a + float(b["seconds_per_shape"]) * n_b) / (n_a + n_b)
+    return {**b, "cd": float(best["cd"]), "seconds_per_shape": round(seconds, 3), "trials": pooled,
+            "params": {**_held(b), **{k: best[k] for k in keys}}}

@@ -43,6 +43,24 @@ def extract_patches(points: torch.Tensor, seed_idx: torch.Tensor, patch_size: in
     return idx[0]
 
 
+def interleaved_subsets(points: torch.Tensor, subset_size: int) -> list:
+    """Split an (N, 3) cloud into m = round(N / subset_size) (≥ 1) disjoint subsets of ≈ N/m points that each
+    cover the whole surface: the FPS order of all N points, dealt round-robin (subset i = order[i::m]).
+
+    Each subset has the point density of an ``subset_size``-point cloud of the same shape, which is how PD-Flow
+    runs its first 50K pass on 10K-point subsets. Returns a list of m index tensors (on the input's device)
+    that partition ``range(N)``; m = 1 returns all indices in their order.
+    """
+    n = points.shape[0]
+    if int(subset_size) < 1:
+        raise InputError(f"subset_size must be ≥ 1, got {subset_size}")
+    m = max(1, int(round(n / int(subset_size))))
+    if m == 1:
+        return [torch.arange(n, device=points.device)]
+    order = farthest_point_sampling(points, n, start=0)
+    return [order[i::m] for i in range(m)]
+
+
 def patches_per_batch(patch_size: int, bytes_per_point: int, memory_budget_mb: float) -> int:
     """How many patches fit a memory budget, given the working bytes one patch point needs (≥ 1)."""
     return max(1, int(memory_budget_mb * 2**20 // max(1, patch_size * bytes_per_point)))

@@ -37,7 +37,7 @@ from sbdbench.methods.learned.checkpoint import WeightsDigestMixin
 from sbdbench.methods.learned.diffusion import SCHEDULE_KINDS, Schedule, make_schedule, reverse_step_data
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
-from sbdbench.methods.learned.patches import patch_based_denoise, patches_per_batch
+from sbdbench.methods.learned.patches import interleaved_subsets, patch_based_denoise, patches_per_batch
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.score_net import FoldedScoreNet
 
@@ -140,6 +140,11 @@ class SBD(WeightsDigestMixin, Denoiser):
         merge: ``fps`` (ScoreDenoise) or ``stitch`` (1:1, IterativePFN).
         memory_mb: working-memory budget that sizes the patch batches.
         niters: whole passes (the output of one is the input of the next, σ re-estimated).
+        subset_passes: how many of the ``niters`` passes run first on FPS-interleaved subsets of about
+            ``subset_size`` points, each subset denoised as a cloud of its own (PD-Flow's 50K protocol): the
+            networks then see the point density of a ``subset_size`` cloud, where the edge features span a
+            wider part of the surface. 0 (default) = off; no effect when N < 1.5 × ``subset_size``.
+        subset_size: points per subset (10,000).
         device: torch device.
     """
 
@@ -150,8 +155,10 @@ class SBD(WeightsDigestMixin, Denoiser):
     #: passes and anchors, tuned per (N, σ) on the val split (``sbdbench tune --method sbd --split val``): at 50K a
     #: 1000-point patch spans a smaller part of the surface than at 10K, so the pass count must be tuned per N;
     #: the networks were trained on 32 neighbours per anchor, and averaging more than ScoreDenoise's 4 predictions
-    #: per point lowers the variance of each step (``--refine frame_knn``, the pass count held).
-    tuning_grid = {"niters": [1, 2, 3, 4], "frame_knn": [4, 8, 16]}
+    #: per point lowers the variance of each step (``--refine frame_knn``, the pass count held); at 50K the first
+    #: passes can run on 10K-point subsets, at the density where a patch spans as much surface as at 10K
+    #: (``--refine subset_passes``; a no-op at 10K).
+    tuning_grid = {"niters": [1, 2, 3, 4], "frame_knn": [4, 8, 16], "subset_passes": [0, 1, 2]}
 
     def __init__(
         self,
@@ -166,6 +173,8 @@ class SBD(WeightsDigestMixin, Denoiser):
         merge: str = "fps",
         memory_mb: float = 256,
         niters: int = 1,
+        subset_passes: int = 0,
+        subset_size: int = 10000,
         device: str = "cpu",
     ):
         self.weights = weights
@@ -179,6 +188,8 @@ class SBD(WeightsDigestMixin, Denoiser):
         self.merge = merge
         self.memory_mb = memory_mb
         self.niters = niters
+        self.subset_passes = subset_passes
+        self.subset_size = subset_size
         self.device = device
 
     def make_schedule(self) -> Schedule:
@@ -208,20 +219,38 @@ class SBD(WeightsDigestMixin, Denoiser):
             raise InputError(f"sbd: niters must be ≥ 1, got {self.niters}")
         if int(self.frame_knn) < 1:
             raise InputError(f"sbd: frame_knn must be ≥ 1 (current points each anchor scores per step), got {self.frame_knn}")
+        if int(self.subset_passes) < 0:
+            raise InputError(f"sbd: subset_passes must be ≥ 0, got {self.subset_passes}")
+        if int(self.subset_size) <= 16:
+            raise InputError(f"sbd: subset_size must be more than 16 points (the feature net's neighbourhood), got {self.subset_size}")
         if len(points) <= 16:
             raise InputError(f"sbd needs more than 16 points (the feature net's neighbourhood), got {len(points)}")
+        x = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        passes = int(self.niters)
+        on_subsets = min(int(self.subset_passes), passes)
+        subsets = interleaved_subsets(x, int(self.subset_size)) if on_subsets else []
+        if len(subsets) > 1:
+            # the first passes see each subset as a cloud of its own (σ given, then re-estimated per subset)
+            merged = torch.empty_like(x)
+            for idx in subsets:
+                merged[idx] = self._passes(x[idx], noise_level, on_subsets)
+            x, noise_level, passes = merged, None, passes - on_subsets
+        x = self._passes(x, noise_level, passes)
+        return x.detach().cpu().double().numpy()
+
+    def _passes(self, x: torch.Tensor, noise_level: Optional[float], passes: int) -> torch.Tensor:
+        """``passes`` whole passes over the (n, 3) cloud ``x``: σ = ``noise_level`` (or estimated) for the first,
+        re-estimated for each further one; stops early when the start step falls to 0."""
         schedule = self.make_schedule()
         model, folded = self._networks()
-        x = torch.as_tensor(points, dtype=torch.float32, device=self.device)
-        patch = min(int(self.patch_size), len(points))
+        patch = min(int(self.patch_size), x.shape[0])
         batch = patches_per_batch(patch, _BYTES_PER_PATCH_POINT * max(1, int(self.frame_knn)) // 4, self.memory_mb)
-        for it in range(int(self.niters)):
+        for it in range(passes):
             t_star = self.start_step(x.cpu().numpy(), noise_level if it == 0 else None, schedule)
             if t_star == 0:
                 break
             routine = lambda patches, t_star=t_star: denoise_patches(model, patches, schedule, t_star, frame_knn=self.frame_knn, folded=folded)
             x = patch_based_denoise(x, routine, patch_size=patch, seed_k=self.seed_k, batch_size=batch, merge=self.merge)
-        return x.detach().cpu().double().numpy()
-
+        return x
 
 from sbdbench.methods.learned import sbd_training  # noqa: E402,F401  (registers `sbdbench train --method sbd`)
