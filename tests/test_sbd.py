@@ -238,7 +238,7 @@ def test_subset_passes_denoise_fps_interleaved_subsets_on_their_own_and_keep_the
     np.testing.assert_array_equal(plain, same)  # 300 / 250 → one subset: the plain passes
     split = SBD(weights=str(path), niters=2, patch_size=100, subset_passes=1, subset_size=150).denoise(pts, noise_level=0.02)
     assert split.shape == pts.shape and np.isfinite(split).all() and not np.allclose(split, plain)
-    for bad in ({"subset_passes": -1}, {"subset_size": 16}):
+    for bad in ({"subset_passes": -1}, {"subset_size": 31}):
         with pytest.raises(InputError, match=next(iter(bad))):
             SBD(weights=str(path), **bad).denoise(pts, noise_level=0.02)
 

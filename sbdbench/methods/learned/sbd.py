@@ -221,8 +221,8 @@ class SBD(WeightsDigestMixin, Denoiser):
             raise InputError(f"sbd: frame_knn must be ≥ 1 (current points each anchor scores per step), got {self.frame_knn}")
         if int(self.subset_passes) < 0:
             raise InputError(f"sbd: subset_passes must be ≥ 0, got {self.subset_passes}")
-        if int(self.subset_size) <= 16:
-            raise InputError(f"sbd: subset_size must be more than 16 points (the feature net's neighbourhood), got {self.subset_size}")
+        if int(self.subset_size) < 32:
+            raise InputError(f"sbd: subset_size must be at least 32 points (so every subset keeps more than the feature net's 16), got {self.subset_size}")
         if len(points) <= 16:
             raise InputError(f"sbd needs more than 16 points (the feature net's neighbourhood), got {len(points)}")
         x = torch.as_tensor(points, dtype=torch.float32, device=self.device)
