@@ -39,6 +39,11 @@ def check_split(split: str) -> None:
         raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
 
 
+def cell_key(cell: Dict[str, Any]) -> tuple:
+    """The (resolution, σ) a tuned cell stands for, σ rounded so that 0.03 and 0.030000001 are one cell."""
+    return int(cell["n_points"]), round(float(cell["sigma"]), 6)
+
+
 def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
     """All combinations of a {name: [values]} grid, in a fixed order (first key varies slowest)."""
     if not grid:
@@ -204,7 +209,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
             raise InputError(f"no values given for {key!r}")
         searched[key] = list(chosen)
     points = grid_points(searched)
-    planned = {(int(n), round(float(s), 6)) for n in resolutions for s in noise_levels}
+    planned = {cell_key({"n_points": n, "sigma": s}) for n in resolutions for s in noise_levels}
     kept = []
     if merge and out.is_file():  # keep the cells of earlier runs that this run does not redo
         from sbdbench.methods.settings import tomllib
@@ -213,7 +218,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
             previous = tomllib.loads(out.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
             previous = {}
-        kept = [c for c in previous.get("cell", []) if (int(c["n_points"]), round(float(c["sigma"]), 6)) not in planned]
+        kept = [c for c in previous.get("cell", []) if cell_key(c) not in planned]
     doc["cell"] = list(kept)
     import time
 
@@ -268,7 +273,7 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     cells: Dict[Any, Dict[str, Any]] = {}
     for d in docs:
         for c in d.get("cell", []):
-            key = (int(c["n_points"]), round(float(c["sigma"]), 6))
+            key = cell_key(c)
             cells[key] = _pool_trials(cells[key], c) if key in cells and _same_search(cells[key], c) else c
     merged = dict(docs[-1])
     merged["cell"] = [cells[k] for k in sorted(cells)]

@@ -14,7 +14,7 @@ memory bounded: no (N, N) matrix, patches processed in batches.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -43,7 +43,7 @@ def extract_patches(points: torch.Tensor, seed_idx: torch.Tensor, patch_size: in
     return idx[0]
 
 
-def interleaved_subsets(points: torch.Tensor, subset_size: int) -> list:
+def interleaved_subsets(points: torch.Tensor, subset_size: int) -> List[torch.Tensor]:
     """Split an (N, 3) cloud into m = round(N / subset_size) (≥ 1) disjoint subsets of ≈ N/m points that each
     cover the whole surface: the FPS order of all N points, dealt round-robin (subset i = order[i::m]).
 
@@ -57,7 +57,8 @@ def interleaved_subsets(points: torch.Tensor, subset_size: int) -> list:
     m = max(1, int(round(n / int(subset_size))))
     if m == 1:
         return [torch.arange(n, device=points.device)]
-    order = farthest_point_sampling(points, n, start=0)
+    # the full FPS order on the CPU (KD-tree pruned, O(N log N)); on a GPU the plain loop would take N steps
+    order = farthest_point_sampling(points.detach().cpu(), n, start=0).to(points.device)
     return [order[i::m] for i in range(m)]
 
 
