@@ -302,3 +302,10 @@ def test_parts_of_a_grid_tuned_side_by_side_merge_into_one_choice(synth, tmp_pat
     assert res.exit_code == 0, res.output
     final = tomllib.loads((tmp_path / "final.toml").read_text(encoding="utf-8"))["cell"][0]
     assert final["searched"] == ["radius_scale"] and len(final["trials"]) == len(values)
+    # files of another method, or a missing file, are refused in one line and nothing is written
+    other = tmp_path / "other.toml"
+    other.write_text((tmp_path / "final.toml").read_text(encoding="utf-8").replace('method = "pca"', 'method = "jet"'), encoding="utf-8")
+    res = _invoke("merge-settings", tmp_path / "final.toml", other, "--out", tmp_path / "mixed.toml")
+    assert res.exit_code != 0 and "different methods" in res.output and not (tmp_path / "mixed.toml").exists()
+    res = _invoke("merge-settings", tmp_path / "nope.toml", "--out", tmp_path / "mixed.toml")
+    assert res.exit_code != 0 and not (tmp_path / "mixed.toml").exists()
