@@ -410,7 +410,8 @@ def merge_settings_cmd(inputs, out_path) -> None:
 # --- train (score helper) ---
 @main.command("train")
 @click.option("--method", "method", required=True, help="Trainable method (score; sbd when present).")
-@click.option("--dataset", default="synth", show_default=True, help="Dataset with train and val splits.")
+@click.option("--dataset", default="synth", show_default=True, metavar="A,B", help="Datasets whose train splits are pooled (each needs a train split; model selection uses those with a val split).")
+@click.option("--init", "init", default=None, metavar="official|project|scratch|PATH", help="Start from these networks (strict, weights_only) with fine-tuning defaults (lr 1e-4, 100 warm-up iterations, cosine to 1e-6) instead of random weights.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Run folder (checkpoints, loss.csv/png) [default: train_<method>].")
 @click.option("--iterations", default=1600, show_default=True, type=int, help="Training iterations. Re-running a finished run with more extends it (warm restart of the cosine rate).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Patches per iteration.")
@@ -422,11 +423,11 @@ def merge_settings_cmd(inputs, out_path) -> None:
 @click.option("--seed", default=2020, show_default=True, type=int)
 @click.option("--install", is_flag=True, help="Copy the best weights into the package (sbdbench/weights/<method>_project.pt).")
 @click.option("--param", "params", multiple=True, help="Recipe option key=value (sbd: loss=sbd|score, intermediate=marginal|nearest, T=...).")
-def train_cmd(method, dataset, out_dir, iterations, batch_size, patches_per_cloud, val_every, time_limit, device, threads, seed, install, params):
+def train_cmd(method, dataset, init, out_dir, iterations, batch_size, patches_per_cloud, val_every, time_limit, device, threads, seed, install, params):
     """Train a learned method on a dataset's train split, selecting on its val split. Re-run to resume."""
     from sbdbench.methods.learned.training import run_recipe
 
-    result = run_recipe(method, dataset=dataset, out_dir=out_dir or f"train_{method}", iterations=iterations, batch_size=batch_size,
+    result = run_recipe(method, dataset=dataset, init=init, out_dir=out_dir or f"train_{method}", iterations=iterations, batch_size=batch_size,
                         patches_per_cloud=patches_per_cloud, val_every=val_every, device=device, threads=threads, seed=seed,
                         time_limit_s=None if time_limit is None else time_limit * 60.0, install=install,
                         log=lambda line: click.echo(line, err=True), **parse_params(params))

@@ -74,9 +74,12 @@ def test_tiny_training_resumes(tmp_path, monkeypatch):
     assert torch.load(out / "last.pt", weights_only=True)["segments"] == [[0, 2], [2, 4]]
     assert torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["segments"] == [[0, 4]]
     lines = []
-    run_recipe("score", iterations=5, **{**opts, "lr_final": 1e-5, "log": lines.append})
+    cosine = {**opts, "lr_final": 1e-5, "out_dir": tmp_path / "cosine", "log": lines.append}
+    run_recipe("score", iterations=2, **cosine)
+    run_recipe("score", iterations=3, **cosine)
     assert any("warm restart" in line for line in lines)
     lines.clear()
+    run_recipe("score", iterations=5, **{**opts, "log": lines.append})
     again = run_recipe("score", iterations=4, **{**opts, "log": lines.append})  # a finished run is left as it is
     assert again.iterations == 5 and any("nothing to do" in line for line in lines)
     assert torch.load(out / "last.pt", weights_only=True)["segments"] == [[0, 2], [2, 4], [4, 5]]

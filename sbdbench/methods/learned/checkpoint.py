@@ -30,23 +30,28 @@ def official_weights_path() -> Path:
     return home() / "weights" / "score-denoise-official.pt"
 
 
-def project_weights_path(method: str = "score") -> Path:
-    """The project's own shipped weights for ``method`` (``sbdbench/weights/<method>_project.pt``)."""
-    return PACKAGE_WEIGHTS_DIR / f"{method}_project.pt"
+#: names of the weights shipped in the package: ``sbdbench/weights/<method>_<name>.pt`` (``scratch``: sbd's
+#: from-scratch training, kept so that its results stay reproducible).
+SHIPPED = ("project", "scratch")
+
+
+def project_weights_path(method: str = "score", name: str = "project") -> Path:
+    """The project's own shipped weights for ``method`` (``sbdbench/weights/<method>_<name>.pt``)."""
+    return PACKAGE_WEIGHTS_DIR / f"{method}_{name}.pt"
 
 
 def resolve_weights(weights: str | Path, method: str = "score", fetch_name: str = "score-official") -> Path:
-    """Turn ``official`` / ``project`` / a file path into an existing file, or raise a clear error."""
+    """Turn ``official`` / ``project`` / ``scratch`` / a file path into an existing file, or raise a clear error."""
     spec = str(weights)
     if spec == "official":
         path = official_weights_path()
         if not path.is_file():
             raise DataError(f"the official {method} weights are not downloaded ({path} is absent): run `sbdbench fetch {fetch_name}`")
         return path
-    if spec == "project":
-        path = project_weights_path(method)
+    if spec in SHIPPED:
+        path = project_weights_path(method, spec)
         if not path.is_file():
-            raise DataError(f"this build of sbdbench ships no project weights for {method!r} ({path} is absent); use weights=official or weights=PATH")
+            raise DataError(f"this build of sbdbench ships no {spec} weights for {method!r} ({path} is absent); use weights=official or weights=PATH")
         return path
     path = Path(spec).expanduser()
     if not path.is_file():

@@ -15,52 +15,119 @@ import numpy as np
 import torch
 
 from sbdbench.data.dataset import Dataset, open_dataset
+from sbdbench.errors import DataError, InputError
+from sbdbench.methods.learned.checkpoint import load_checkpoint, load_into, resolve_weights
 from sbdbench.methods.learned.data_patches import PatchSampler, fixed_batches, load_split_clouds
+from sbdbench.methods.learned.model import ScoreDenoiseModel, initial_model
 from sbdbench.methods.learned.training import TrainConfig, TrainResult
+from sbdbench.paths import sha256_file
 
 
 @dataclass
 class PatchData:
-    """A dataset's train patches (sampler) and its fixed val batches, as both recipes draw them."""
+    """The train patches (sampler) and fixed val batches of one or more datasets, as both recipes draw them."""
 
-    dataset: Dataset
+    datasets: List[Dataset]
     train_clouds: List[np.ndarray]
     sampler: PatchSampler
     val_set: List[Dict[str, torch.Tensor]]
     resolutions: List[int]
 
     def meta(self) -> Dict[str, Any]:
-        """Where the weights came from: dataset, shapes, clouds, resolutions, date, machine."""
+        """Where the weights came from: datasets, shapes, clouds, resolutions, date, machine."""
         return {
-            "dataset": self.dataset.name,
-            "train_shapes": len(self.dataset.shapes("train")),
+            "dataset": ",".join(ds.name for ds in self.datasets),
+            "train_shapes": sum(len(ds.shapes("train")) for ds in self.datasets),
             "train_clouds": len(self.train_clouds),
-            "val_shapes": len(self.dataset.shapes("val")),
+            "val_shapes": sum(len(ds.shapes("val")) for ds in self.datasets),
             "resolutions": list(self.resolutions),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
             "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
         }
 
 
-def patch_data(dataset: str, resolutions: Optional[Sequence[int]], *, patch_size: int, noise_range: Tuple[float, float],
+def dataset_names(dataset: str | Sequence[str]) -> List[str]:
+    """``"synth,punet"`` or ``["synth", "punet"]`` → the dataset names, in order, without repeats."""
+    names = [n.strip() for n in (dataset.split(",") if isinstance(dataset, str) else dataset) if n and n.strip()]
+    if not names:
+        raise InputError("--dataset: give at least one dataset name")
+    return list(dict.fromkeys(names))
+
+
+def patch_data(dataset: str | Sequence[str], resolutions: Optional[Sequence[int]], *, patch_size: int, noise_range: Tuple[float, float],
                patches_per_cloud: int, batch_size: int, val_batches: int, val_sigma: float, seed: int) -> PatchData:
-    """Training patches of ``dataset``'s train split (noise σ ~ U(noise_range)) and ``val_batches`` fixed
-    batches of val patches at ``val_sigma`` (model selection never sees the test split)."""
-    ds = open_dataset(dataset)
-    train_clouds = load_split_clouds(ds, "train", resolutions)
-    val_clouds = load_split_clouds(ds, "val", resolutions)
+    """Training patches of the datasets' train splits, pooled (noise σ ~ U(noise_range)), and ``val_batches`` fixed
+    batches of patches of their val splits at ``val_sigma`` (model selection never sees a test split). Each dataset
+    must have a train split; at least one must have a val split (``synth`` has both)."""
+    sets = [open_dataset(name) for name in dataset_names(dataset)]
+    train_clouds = [c for ds in sets for c in load_split_clouds(ds, "train", resolutions)]
+    val_clouds = [c for ds in sets if ds.shapes("val") for c in load_split_clouds(ds, "val", resolutions)]
+    if not val_clouds:
+        raise DataError(f"none of the datasets {', '.join(ds.name for ds in sets)} has a val split for model selection (add synth: --dataset synth,...)")
     sampler = PatchSampler(train_clouds, patch_size=patch_size, sigma_range=noise_range, patches_per_cloud=patches_per_cloud, seed=seed)
     val_set = fixed_batches(val_clouds, n_batches=val_batches, batch_size=batch_size, sigma=val_sigma, patch_size=patch_size, seed=seed + 1)
-    return PatchData(ds, train_clouds, sampler, val_set, list(resolutions) if resolutions else ds.resolutions("train"))
+    res = list(resolutions) if resolutions else sorted({n for ds in sets for n in ds.resolutions("train")})
+    return PatchData(sets, train_clouds, sampler, val_set, res)
 
 
-def recipe_config(*, out_dir: str | Path, iterations: int, batch_size: int, lr: float, lr_final: Optional[float],
-                  output_lr_scale: float, val_every: int, seed: int, device: str, threads: Optional[int],
-                  time_limit_s: Optional[float], extra: Dict[str, Any]) -> TrainConfig:
-    """The trainer configuration of a recipe (checkpoints at least every 50 iterations)."""
-    return TrainConfig(iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final, output_lr_scale=output_lr_scale,
-                       val_every=val_every, checkpoint_every=min(50, val_every), seed=seed, out_dir=str(out_dir), device=device,
-                       threads=threads, time_limit_s=time_limit_s, extra=extra)
+# --- the optimiser and the starting point -------------------------------------------------------------
+#: From random weights (the shipped ``scratch`` weights): Adam 1e-3 with cosine decay to 1e-5, the output layer
+#: zeroed and trained at 0.03× the rate (the model starts as "no displacement").
+SCRATCH_OPTIMISER = {"lr": 1e-3, "lr_final": 1e-5, "warmup": 0, "output_lr_scale": 0.03, "zero_output": True}
+#: From trained networks (``init=``): the released weights were trained with Adam at a constant 1e-4 on every
+#: layer, so fine-tuning starts there, warms up over 100 iterations (Adam's first moment estimates are poor and
+#: would knock the network off its minimum) and decays by cosine to 1e-6; the output layer keeps its weights.
+FINE_TUNE_OPTIMISER = {"lr": 1e-4, "lr_final": 1e-6, "warmup": 100, "output_lr_scale": 1.0, "zero_output": False}
+
+
+#: the value of a recipe's optimiser option that means "the default for this start" (``lr_final=None`` is a constant rate)
+DEFAULT = "default"
+
+
+def optimiser_options(init: Optional[str], given: Dict[str, Any]) -> Dict[str, Any]:
+    """The optimiser settings of a run: the defaults for its start (scratch or ``init``), overridden by ``given``
+    (entries equal to :data:`DEFAULT` keep the default). Zeroing the output layer of trained networks is refused."""
+    options = dict(FINE_TUNE_OPTIMISER if init else SCRATCH_OPTIMISER)
+    options.update({k: v for k, v in given.items() if not (isinstance(v, str) and v == DEFAULT) and k in options})
+    if init and options["zero_output"]:
+        raise InputError("zero_output=true would discard the output layer of the --init weights; drop one of the two")
+    return options
+
+
+def start_model(init: Optional[str], method: str, seed: int, zero_output: bool) -> Tuple[ScoreDenoiseModel, Dict[str, Any]]:
+    """The network a run starts from, and what the weights' metadata records of it.
+
+    ``init=None``: seeded random weights (:func:`initial_model`). Otherwise ``official`` (ScoreDenoise's released
+    checkpoint, after ``sbdbench fetch score-official``), ``project`` / ``scratch`` (the shipped files) or a path:
+    loaded with ``weights_only=True`` and ``strict=True`` (a file of another architecture is a one-line error that
+    names the first mismatched key)."""
+    model = initial_model(seed, zero_output and not init)
+    if not init:
+        return model, {"init": "random", "init_seed": int(seed)}
+    path = resolve_weights(init, method=method)
+    state, meta = load_checkpoint(path)
+    load_into(model, state, source=path)
+    record = {"init": str(init), "init_file": path.name, "init_sha256": sha256_file(path)}
+    if "args" in meta or str(init) == "official":
+        record["init_provenance"] = INIT_PROVENANCE_OFFICIAL
+    elif meta.get("init_provenance"):
+        record["init_provenance"] = meta["init_provenance"]
+    return model, record
+
+
+#: what a file fine-tuned from the released ScoreDenoise networks derives from (its licence ships beside the weights)
+INIT_PROVENANCE_OFFICIAL = ("fine-tuned from ScoreDenoise's released checkpoint (Luo & Hu, ICCV 2021; luost26/score-denoise, "
+                            "pretrained/ckpt.pt, MIT licence: sbdbench/weights/LICENSE-score-denoise)")
+
+
+def recipe_config(*, out_dir: str | Path, iterations: int, batch_size: int, optimiser: Dict[str, Any], val_every: int, seed: int,
+                  device: str, threads: Optional[int], time_limit_s: Optional[float], extra: Dict[str, Any]) -> TrainConfig:
+    """The trainer configuration of a recipe (checkpoints at least every 50 iterations); ``optimiser`` is
+    :func:`optimiser_options`' result (``zero_output`` goes into ``extra``)."""
+    return TrainConfig(iterations=iterations, batch_size=batch_size, lr=optimiser["lr"], lr_final=optimiser["lr_final"],
+                       warmup=int(optimiser["warmup"]), output_lr_scale=optimiser["output_lr_scale"], val_every=val_every,
+                       checkpoint_every=min(50, val_every), seed=seed, out_dir=str(out_dir), device=device, threads=threads,
+                       time_limit_s=time_limit_s, extra={**extra, "zero_output": bool(optimiser["zero_output"])})
 
 
 def install_best(result: TrainResult, method: str, log: Callable[[str], None] = print) -> Path:

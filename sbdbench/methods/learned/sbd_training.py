@@ -30,7 +30,8 @@ import torch
 from sbdbench.errors import InputError
 from sbdbench.methods.learned.diffusion import INTERMEDIATES, LOSSES, Schedule, displacement_loss, marginal_intermediate, nearest_intermediate
 from sbdbench.methods.learned.knn import knn_gather, knn_points
-from sbdbench.methods.learned.model import ScoreDenoiseModel, initial_model
+from sbdbench.methods.learned.model import ScoreDenoiseModel
+from sbdbench.methods.learned.patch_recipe import DEFAULT, install_best, optimiser_options, patch_data, recipe_config, start_model
 from sbdbench.methods.learned.training import TrainResult, register_recipe
 
 
@@ -117,8 +118,9 @@ def validation_cd(model: ScoreDenoiseModel, val_set, schedule: Schedule, device:
 @register_recipe("sbd")
 def train_sbd(
     *,
-    dataset: str = "synth",
+    dataset: str | Sequence[str] = "synth",
     out_dir: str | Path = "train_sbd",
+    init: Optional[str] = None,
     loss: str = "sbd",
     intermediate: str = "marginal",
     T: Optional[int] = None,
@@ -131,10 +133,11 @@ def train_sbd(
     patch_size: int = 1000,
     noise_min: float = 0.005,
     noise_max: float = 0.02,
-    lr: float = 1e-3,
-    lr_final: Optional[float] = 1e-5,
-    output_lr_scale: float = 0.03,
-    zero_output: bool = True,
+    lr: float | str = DEFAULT,
+    lr_final: Optional[float] | str = DEFAULT,
+    warmup: int | str = DEFAULT,
+    output_lr_scale: float | str = DEFAULT,
+    zero_output: bool | str = DEFAULT,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -151,10 +154,11 @@ def train_sbd(
 
     ``loss`` ∈ {sbd, score}, ``intermediate`` ∈ {marginal, nearest}; T/schedule/sigma_min/sigma_max
     set the schedule (default: the method's). ``noise_min/noise_max``: training noise range (0.5–2 %).
+    ``init`` starts from trained networks (``official``: ScoreDenoise's release; ``project``, ``scratch``, a path)
+    with the fine-tuning optimiser defaults (``patch_recipe.FINE_TUNE_OPTIMISER``); None trains from random weights.
     The best weights (by :func:`validation_cd` on the val split) are ``<out_dir>/best.pt``;
     ``install=True`` copies them to ``sbdbench/weights/sbd_project.pt``.
     """
-    from sbdbench.methods.learned.patch_recipe import install_best, patch_data, recipe_config
     from sbdbench.methods.learned.sbd import schedule_from_params
     from sbdbench.methods.learned.training import train
 
@@ -168,6 +172,9 @@ def train_sbd(
         raise InputError(f"sbd: unknown intermediate strategy {intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
     sched_params = {k: v for k, v in {"T": T, "schedule": schedule, "sigma_min": sigma_min, "sigma_max": sigma_max}.items() if v is not None}
     sched = schedule_from_params(sched_params)
+    optimiser = optimiser_options(init, {"lr": lr, "lr_final": lr_final, "warmup": warmup, "output_lr_scale": output_lr_scale,
+                                         "zero_output": zero_output})
+    model, start = start_model(init, "sbd", seed, optimiser["zero_output"])
     data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud,
                       batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)
 
@@ -175,12 +182,11 @@ def train_sbd(
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
         return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
 
-    config = recipe_config(out_dir=out_dir, iterations=iterations, batch_size=batch_size, lr=lr, lr_final=lr_final,
-                           output_lr_scale=output_lr_scale, val_every=val_every, seed=seed, device=device, threads=threads,
-                           time_limit_s=time_limit_s,
+    config = recipe_config(out_dir=out_dir, iterations=iterations, batch_size=batch_size, optimiser=optimiser, val_every=val_every,
+                           seed=seed, device=device, threads=threads, time_limit_s=time_limit_s,
                            extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
-                                  "val_sigma": val_sigma, "val_batches": val_batches, "zero_output": zero_output, "loss": loss,
-                                  "intermediate": intermediate})
+                                  "val_sigma": val_sigma, "val_batches": val_batches, "loss": loss, "intermediate": intermediate,
+                                  **({"start": start} if init else {})})
     meta = {
         "method": "sbd",
         "loss": loss,
@@ -188,8 +194,8 @@ def train_sbd(
         "schedule": sched.describe(),
         "recipe": "SBD: ScoreDenoise patches/frames on diffusion intermediates x_a^t, t ~ U{2..t*(sigma)}, val = CD of the SBD chain",
         **data.meta(),
+        **start,
     }
-    model = initial_model(seed, zero_output)
     result = train(model, loss_fn, data.sampler, config, validate=lambda m: validation_cd(m, data.val_set, sched, device), meta=meta, log=log)
     if install:
         install_best(result, "sbd", log)

@@ -46,6 +46,9 @@ class TrainConfig:
     lr: float = 1e-4
     #: learning rate at the last iteration: cosine decay from ``lr`` (None: constant ``lr``)
     lr_final: Optional[float] = None
+    #: iterations of linear warm-up from ``lr / warmup`` to ``lr`` before the decay (0: none); fine-tuning a
+    #: trained network uses it so that Adam's first, poorly-scaled steps do not knock it off its minimum
+    warmup: int = 0
     #: rate multiplier of the parameters that ``model.output_parameters()`` names (when it has that method)
     output_lr_scale: float = 1.0
     val_every: int = 100
@@ -60,6 +63,27 @@ class TrainConfig:
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
+#: settings that may change between invocations of one run (budget, speed, where it runs); any other difference
+#: between the stored and the requested configuration means the folder holds another run.
+RESUMABLE_CHANGES = ("iterations", "time_limit_s", "threads", "device", "out_dir", "val_every", "checkpoint_every")
+
+
+def config_differences(stored: Dict[str, Any], config: TrainConfig) -> List[str]:
+    """``key: stored → requested`` for every setting that differs and identifies the run (not RESUMABLE_CHANGES)."""
+    wanted = asdict(config)
+    defaults = asdict(TrainConfig(iterations=1))
+    out = []
+    for key, value in wanted.items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        before = stored.get(key, defaults[key])  # a checkpoint older than the setting ran at its default
+        if key == "extra":
+            out += [f"{k}: {before.get(k)!r} → {value.get(k)!r}" for k in sorted(set(before) | set(value)) if before.get(k) != value.get(k)]
+        elif before != value:
+            out.append(f"{key}: {before!r} → {value!r}")
+    return out
+
+
 @dataclass
 class TrainResult:
     iterations: int
@@ -71,12 +95,15 @@ class TrainResult:
 
 
 def learning_rate(config: TrainConfig, iteration: int) -> float:
-    """The rate of ``iteration`` (1-based): constant, or cosine from ``lr`` down to ``lr_final`` at the last one.
+    """The rate of ``iteration`` (1-based): a linear warm-up over ``warmup`` iterations, then constant, or
+    cosine from ``lr`` down to ``lr_final`` at the last one.
 
     A pure function of the iteration, so a resumed run continues on the same curve."""
-    if config.lr_final is None or config.iterations <= 1:
+    if iteration <= config.warmup:
+        return config.lr * iteration / config.warmup
+    if config.lr_final is None or config.iterations <= config.warmup + 1:
         return config.lr
-    progress = (iteration - 1) / (config.iterations - 1)
+    progress = (iteration - 1 - config.warmup) / (config.iterations - 1 - config.warmup)
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -153,6 +180,12 @@ def train(
     if last.is_file():
         try:
             state = torch.load(last, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise DataError(f"{last}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start over") from None
+        changed = config_differences(state.get("config", {}) if isinstance(state, dict) else {}, config)
+        if changed:
+            raise InputError(f"{out_dir} holds another training run ({'; '.join(changed[:3])}); choose a new --out or delete the folder")
+        try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             sampler.load_state_dict(state["sampler"])
