@@ -374,8 +374,11 @@ def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaul
 @click.option("--refine-from", default=None, type=click.Path(dir_okay=False), help="TOML holding those tuned cells (default: --out).")
 @click.option("--values", "value_items", multiple=True, metavar="KEY=V1,V2",
               help="Search only these values of a searched grid key (repeatable), e.g. --values niters=3,4.")
+@click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE", help="Hold a parameter fixed in every trial (e.g. weights=best.pt).")
+@click.option("--within", default=0.0, show_default=True, type=float,
+              help="Cost is part of the choice: freeze the fastest trial within this fraction of the best score (0.01 = 1 %).")
 def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from,
-             value_items) -> None:
+             value_items, param_items, within) -> None:
     """Grid-search a method's parameters per (resolution, noise) on training (or val) shapes; freeze them in a TOML."""
     from pathlib import Path
 
@@ -385,7 +388,7 @@ def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_sha
                       max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
                       refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
-                      log=lambda line: click.echo(line, err=True))
+                      fixed_params=parse_params(param_items), within=within, log=lambda line: click.echo(line, err=True))
     for cell in doc["cell"]:
         click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
 

@@ -309,3 +309,29 @@ def test_parts_of_a_grid_tuned_side_by_side_merge_into_one_choice(synth, tmp_pat
     assert res.exit_code != 0 and "different methods" in res.output and not (tmp_path / "mixed.toml").exists()
     res = _invoke("merge-settings", tmp_path / "nope.toml", "--out", tmp_path / "mixed.toml")
     assert res.exit_code != 0 and not (tmp_path / "mixed.toml").exists()
+
+
+def test_tune_within_freezes_the_cheapest_trial_near_the_best(synth, tmp_path):
+    """`tune --within 0.5`: the frozen point is the fastest trial within 50 % of the best score; the best is recorded."""
+    from sbdbench.methods.settings import load_settings
+    from sbdbench.methods.tuning import choose_trial
+
+    trials = [{"cd": 1.0, "seconds": 9.0}, {"cd": 1.005, "seconds": 3.0}, {"cd": 1.2, "seconds": 1.0}, {"cd": 1.004, "seconds": 3.0}]
+    assert choose_trial(trials) == (0, 0)
+    assert choose_trial(trials, 0.01) == (0, 1)  # ties in cost -> the earlier grid point
+    assert choose_trial(trials, 0.25) == (0, 2)
+    n, sigma = _cell(synth)
+    out = tmp_path / "baselines" / "pca.toml"
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--max-shapes", 2,
+                  "--values", "radius_scale=2.0", "--param", "k=12", "--within", 0.5, "--out", out)
+    assert res.exit_code == 0, res.output
+    (cell,) = load_settings("pca", out.parent)["cell"]
+    assert all(t["seconds"] > 0 for t in cell["trials"]) and cell["params"]["k"] == 12
+    best = min(cell["trials"], key=lambda t: t["cd"])
+    assert cell["cd"] <= best["cd"] * 1.5
+    chosen = next(t for t in cell["trials"] if all(t[k] == v for k, v in cell["params"].items() if k in t))
+    assert chosen["seconds"] == min(t["seconds"] for t in cell["trials"] if t["cd"] <= best["cd"] * 1.5)
+    if chosen is not best:
+        assert cell["best_cd"] == best["cd"] and cell["within"] == 0.5
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--within", -1, "--out", out)
+    assert res.exit_code != 0 and "--within must be" in res.output

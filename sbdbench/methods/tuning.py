@@ -125,7 +125,8 @@ def settings_toml(doc: Dict[str, Any]) -> str:
     lines += [f"{k} = {_toml_value(v)}" for k, v in doc["grid"].items()]
     for cell in doc["cell"]:
         lines += ["", "[[cell]]"]
-        for key in ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "trials"):
+        for key in ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "within",
+                    "best_params", "best_cd", "trials"):
             if key == "trials":
                 lines.append("trials = [")
                 lines += [f"  {_toml_value(t)}," for t in cell["trials"]]
@@ -140,7 +141,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
                 grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
                 seed: int = 0, split: str = "train", out: Optional[Path] = None, merge: bool = True,
                 refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None,
-                values: Optional[Dict[str, Sequence[Any]]] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
+                values: Optional[Dict[str, Sequence[Any]]] = None, within: float = 0.0,
+                log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML.
 
     Args:
@@ -161,6 +163,9 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
         values: search these values of a searched key instead of all of its grid values (a part of the
             grid, when the rest is known not to win or costs too much); the TOML's ``grid`` stays the
             method's, each cell's ``trials`` list what was tried.
+        within: cost is part of the choice: freeze the cheapest trial (wall seconds per shape) whose score is
+            within this fraction of the best (0.01: 1 %); the cell then also records ``best_params`` / ``best_cd``.
+            0 (default): the best trial.
         log: progress sink (one line per trial).
 
     Returns:
@@ -173,6 +178,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     from sbdbench.metrics import chamfer
 
     check_split(split)
+    choose_trial([{"cd": 1.0}], within)  # a bad tolerance is refused before any work
     cls = get_method_class(method_name)
     grid = dict(cls.tuning_grid if grid is None else grid)
     fixed_params = dict(fixed_params or {})
@@ -237,20 +243,36 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
             t_cell = time.perf_counter()
             for params in points:
                 method = make_method(method_name, **{**held, **params})
+                t_trial = time.perf_counter()
                 cds = [chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]
                 score = float(np.mean(cds))
-                trials.append({**params, "cd": score})
+                trials.append({**params, "cd": score, "seconds": round((time.perf_counter() - t_trial) / len(pairs), 3)})
                 log(f"{method_name} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
-            best = min(range(len(trials)), key=lambda i: trials[i]["cd"])
+            best, chosen = choose_trial(trials, within)
             seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
-            doc["cell"] = sorted(doc["cell"] + [{"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[best]["cd"],
-                                "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3),
-                                "searched": list(searched), "held_from": "nearest tuned cell, same σ" if refine_keys else "",
-                                "params": {**held, **points[best]}, "trials": trials}],
-                                 key=lambda c: (int(c["n_points"]), float(c["sigma"])))
+            cell = {"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[chosen]["cd"],
+                    "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3),
+                    "searched": list(searched), "held_from": "nearest tuned cell, same σ" if refine_keys else "",
+                    "params": {**held, **points[chosen]}, "trials": trials}
+            if chosen != best:
+                cell.update({"within": float(within), "best_params": {**held, **points[best]}, "best_cd": trials[best]["cd"]})
+            doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c["n_points"]), float(c["sigma"])))
             atomic_write_text(out, settings_toml(doc))
-            log(f"{method_name} N={n_points} σ={sigma:g}: chose {points[best]} (cd {trials[best]['cd'] * 1e4:.3f}e-4) -> {out}")
+            log(f"{method_name} N={n_points} σ={sigma:g}: chose {points[chosen]} (cd {trials[chosen]['cd'] * 1e4:.3f}e-4"
+                + (f"; best {points[best]} at {trials[best]['cd'] * 1e4:.3f}e-4" if chosen != best else "") + f") -> {out}")
     return doc
+
+
+def choose_trial(trials: Sequence[Dict[str, Any]], within: float = 0.0) -> tuple[int, int]:
+    """(index of the best trial, index of the one to freeze): the cheapest (``seconds``) whose ``cd`` is within
+    ``within`` × the best's (ties → the earlier grid point); with ``within`` = 0, the best itself."""
+    if within < 0:
+        raise InputError(f"--within must be ≥ 0 (a fraction of the best score), got {within}")
+    best = min(range(len(trials)), key=lambda i: trials[i]["cd"])
+    if within == 0:
+        return best, best
+    near = [i for i, t in enumerate(trials) if t["cd"] <= trials[best]["cd"] * (1 + within)]
+    return best, min(near, key=lambda i: (trials[i].get("seconds", float("inf")), i))
 
 
 def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
