@@ -53,6 +53,9 @@ def test_init_starts_from_the_file_and_records_it(tiny_home, method):
     own = dict(start.named_parameters())  # (BatchNorm's running statistics move in training mode)
     assert max((state[k] - own[k].detach()).abs().max().item() for k in own) < 1e-4
     assert state["score_net.conv_out.weight"].abs().sum() > 0  # the output layer was not zeroed
+    # the starting network is validated first (iteration 0): the baseline a fine-tune must beat
+    assert [r["iteration"] for r in result.history][:2] == [0, 1] and result.history[0]["val"] != ""
+    assert result.best_val == min(float(r["val"]) for r in result.history)
 
 
 def test_warm_up_then_cosine():

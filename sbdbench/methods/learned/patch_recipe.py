@@ -127,7 +127,8 @@ def recipe_config(*, out_dir: str | Path, iterations: int, batch_size: int, opti
     return TrainConfig(iterations=iterations, batch_size=batch_size, lr=optimiser["lr"], lr_final=optimiser["lr_final"],
                        warmup=int(optimiser["warmup"]), output_lr_scale=optimiser["output_lr_scale"], val_every=val_every,
                        checkpoint_every=min(50, val_every), seed=seed, out_dir=str(out_dir), device=device, threads=threads,
-                       time_limit_s=time_limit_s, extra={**extra, "zero_output": bool(optimiser["zero_output"])})
+                       time_limit_s=time_limit_s, validate_start="start" in extra,
+                       extra={**extra, "zero_output": bool(optimiser["zero_output"])})
 
 
 def install_best(result: TrainResult, method: str, log: Callable[[str], None] = print) -> Path:

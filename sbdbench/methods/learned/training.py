@@ -60,6 +60,8 @@ class TrainConfig:
     threads: Optional[int] = None
     #: stop (validate, save) after the first iteration that ends past this wall time, in seconds (None: no limit).
     time_limit_s: Optional[float] = None
+    #: validate the starting network too (iteration 0): a warm start's baseline, kept as ``best.pt`` unless beaten
+    validate_start: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,9 +138,9 @@ def _write_curve(out_dir: Path, history: List[Dict[str, float]]) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is a dependency; the CSV is the record
         return
-    its = [r["iteration"] for r in history]
+    trained = [r for r in history if r.get("loss") not in (None, "")]  # (iteration 0 of a warm start has no loss)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(its, [r["loss"] for r in history], lw=0.8, label="train loss")
+    ax.plot([r["iteration"] for r in trained], [r["loss"] for r in trained], lw=0.8, label="train loss")
     vals = [(r["iteration"], r["val"]) for r in history if r.get("val") not in (None, "")]
     if vals:
         ax.plot(*zip(*vals), "o-", ms=3, label="val")
@@ -217,6 +219,13 @@ def train(
                      "segments": [list(x) for x in segments]})
         save_project_weights(out_dir / "best.pt", model, info)
 
+    if start_it == 0 and config.validate_start and validate is not None:
+        model.eval()
+        with torch.no_grad():
+            best_val = float(validate(model))
+        save_best(0, best_val)
+        history.append({"iteration": 0, "loss": "", "val": best_val, "seconds": 0.0})
+        log(f"iteration 0 (the starting network): val {best_val:.6g}")
     t0 = time.perf_counter() - elapsed
     it = start_it
     for it in range(start_it + 1, config.iterations + 1):
