@@ -175,6 +175,7 @@ def build_cmd(name, meshes_dir, register_path, resolutions, noise_levels, noises
 
         if not name:
             raise InputError("--meshes needs --name")
+        _refuse_meshes_in_target(meshes_dir, name)
         kinds = [k.strip() for k in noises.split(",") if k.strip()]
         ds = build_dataset_from_folder(name, meshes_dir, resolutions=res, noise_levels=levels, noises=kinds,
                                        sampler=sampler, force=force, progress=not quiet, workers=workers)
@@ -271,6 +272,8 @@ def evaluate_cmd(dataset_name, pred_dir, resolution, split, pred_file, gt_points
     from sbdbench.metrics import evaluate_files, evaluate_folder, mean_table
     from sbdbench.metrics.evaluate import write_csv
 
+    if out_csv:
+        _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name)
     folder_mode = any(v is not None for v in (dataset_name, pred_dir, resolution))
     file_mode = any(v is not None for v in (pred_file, gt_points, gt_mesh))
     if folder_mode == file_mode:
@@ -287,6 +290,41 @@ def evaluate_cmd(dataset_name, pred_dir, resolution, split, pred_file, gt_points
         click.echo(f"per-shape results: {write_csv(frame, out_csv)}")
     with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
         click.echo(mean_table(frame).to_string())
+
+
+def _dataset_folders(dataset_name):
+    """The folders holding a dataset's files (its own folder and its ``examples/``), when it exists."""
+    from sbdbench.data.dataset import open_dataset
+
+    try:
+        ds = open_dataset(str(dataset_name))
+    except SbdbenchError:
+        return []
+    return [ds.dir, ds.examples_dir]
+
+
+def _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name) -> None:
+    """``evaluate --out`` never replaces a prediction, a GT file or anything of the dataset it reads."""
+    from pathlib import Path
+
+    from sbdbench.outputs import refuse_inside, refuse_overwrite
+
+    if Path(out_csv).suffix.lower() != ".csv":
+        raise InputError(f"{out_csv}: --out writes a CSV table; give a path ending in .csv")
+    preds = [q for q in Path(pred_dir).iterdir() if q.suffix.lower() == ".xyz"] if pred_dir and Path(pred_dir).is_dir() else []
+    refuse_overwrite(out_csv, [pred_file, gt_points, gt_mesh, *preds], "--out")
+    if dataset_name:
+        refuse_inside(out_csv, _dataset_folders(dataset_name), "--out")
+
+
+def _refuse_meshes_in_target(meshes_dir, name) -> None:
+    """``build --meshes`` replaces the dataset folder: its input meshes must not live there."""
+    from sbdbench.outputs import is_within
+    from sbdbench.paths import data_root
+
+    target = data_root() / name
+    if is_within(meshes_dir, target) or is_within(meshes_dir, data_root() / "examples"):
+        raise InputError(f"{meshes_dir}: the mesh folder lies inside the dataset folder {target} that the build replaces; copy the meshes elsewhere first")
 
 
 # === method commands: methods, run, denoise, tune ===
@@ -331,7 +369,9 @@ def run_cmd(method_name, dataset, resolution, noise, param_items, defaults, devi
     from pathlib import Path
 
     from sbdbench.bench.cell import run_method
+    from sbdbench.outputs import refuse_inside
 
+    refuse_inside(Path(out_dir or Path("runs") / method_name), _dataset_folders(dataset), "--out")
     frame, summary = run_method(
         method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
         params=parse_params(param_items), use_frozen=not defaults, device=device,

@@ -16,17 +16,45 @@ from scipy.spatial import cKDTree
 from sbdbench.errors import InputError
 
 
+#: the largest coordinate magnitude accepted anywhere: far below the ~1e154 where squared distances overflow
+MAX_ABS_COORD = 1e100
+
+
+def _as_real_array(values, name: str, what: str, dtype=np.float64) -> np.ndarray:
+    """``np.asarray(values, dtype)`` that refuses complex, boolean, string and object data in one line."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    raw = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if np.iscomplexobj(raw):
+        raise InputError(f"{name}: {what} are complex numbers; only real coordinates are accepted")
+    if raw.dtype.kind not in "iuf":
+        raise InputError(f"{name}: {what} are not a numeric array (dtype {raw.dtype}; real numbers expected)")
+    try:
+        return np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"{name}: {what} are not a numeric array ({exc})") from None
+
+
+def check_magnitude(arr: np.ndarray, name: str, what: str = "coordinate", limit: float = MAX_ABS_COORD) -> None:
+    """Refuse finite values whose size would overflow squared distances (``|x| > limit``)."""
+    big = np.abs(arr) > limit
+    if big.any():
+        row = int(np.argmax(big.any(axis=-1))) if arr.ndim == 2 else int(np.argmax(big))
+        raise InputError(f"{name}: {what} magnitude {float(np.abs(arr).max()):.3g} (first at row {row}) exceeds {limit:.0e}; "
+                         "rescale the data (squared distances would overflow)")
+
+
 def check_points(points, name: str = "points", dtype=np.float64) -> np.ndarray:
-    """Validate an (N, 3) cloud: numeric, N ≥ 1, finite. Returns a contiguous array of ``dtype``.
+    """Validate an (N, 3) cloud: real numbers, N ≥ 1, finite, ``|x| ≤ MAX_ABS_COORD``. Returns a contiguous array.
 
     Raises :class:`InputError` with a one-line message otherwise (never returns NaN-bearing data).
     """
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
     try:
-        arr = np.asarray(points, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: not a numeric array ({exc})") from None
+        arr = _as_real_array(points, name, "coordinates", dtype)
+    except InputError:
+        raise
+    except Exception as exc:  # ragged lists and other array-likes numpy cannot shape
+        raise InputError(f"{name}: not a numeric array ({type(exc).__name__})") from None
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise InputError(f"{name}: expected shape (N, 3), got {tuple(arr.shape)}")
     if arr.shape[0] == 0:
@@ -34,28 +62,53 @@ def check_points(points, name: str = "points", dtype=np.float64) -> np.ndarray:
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise InputError(f"{name}: {int(bad.sum())} point(s) have NaN/Inf coordinates (first at row {int(np.argmax(bad))})")
+    check_magnitude(arr, name)
     return np.ascontiguousarray(arr)
 
 
-def check_mesh(verts, faces, name: str = "mesh") -> Tuple[np.ndarray, np.ndarray]:
-    """Validate a triangle mesh: (V, 3) finite vertices, (F, 3) integer faces indexing them, F ≥ 1."""
-    v = np.asarray(verts, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
-        raise InputError(f"{name}: vertices must have shape (V, 3) with V ≥ 1, got {tuple(v.shape)}")
-    if not np.isfinite(v).all():
-        raise InputError(f"{name}: vertices contain NaN/Inf")
-    f = np.asarray(faces)
+def _check_faces(faces, n_verts: int, name: str) -> np.ndarray:
+    try:
+        f = np.asarray(faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else faces)
+    except Exception as exc:
+        raise InputError(f"{name}: faces are not an array ({type(exc).__name__})") from None
     if f.size == 0:
         raise InputError(f"{name}: the mesh has no faces")
     if f.ndim != 2 or f.shape[1] != 3:
         raise InputError(f"{name}: faces must have shape (F, 3) (triangles), got {tuple(f.shape)}")
-    if not np.issubdtype(f.dtype, np.integer):
-        if not np.all(np.equal(np.mod(f, 1), 0)):
-            raise InputError(f"{name}: face indices must be integers")
-    f = f.astype(np.int64)
-    if f.min() < 0 or f.max() >= len(v):
-        raise InputError(f"{name}: face indices out of range [0, {len(v) - 1}] (found {f.min()}..{f.max()})")
+    if f.dtype.kind not in "iuf":
+        raise InputError(f"{name}: face indices must be integers, got dtype {f.dtype}")
+    if f.dtype.kind == "f" and not (np.isfinite(f).all() and np.all(np.mod(f, 1) == 0)):
+        raise InputError(f"{name}: face indices must be integers")
+    if f.min() < 0 or f.max() >= n_verts:
+        raise InputError(f"{name}: face indices out of range [0, {n_verts - 1}] (found {f.min():.0f}..{f.max():.0f})")
+    return f.astype(np.int64)
+
+
+def check_mesh(verts, faces, name: str = "mesh") -> Tuple[np.ndarray, np.ndarray]:
+    """Validate a triangle mesh: (V, 3) finite real vertices (``|x| ≤ MAX_ABS_COORD``), (F, 3) integer faces
+    indexing them, F ≥ 1. Boolean, string and complex arrays are refused."""
+    try:
+        v = _as_real_array(verts, name, "vertices")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{name}: vertices are not a numeric array ({type(exc).__name__})") from None
+    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
+        raise InputError(f"{name}: vertices must have shape (V, 3) with V ≥ 1, got {tuple(v.shape)}")
+    if not np.isfinite(v).all():
+        raise InputError(f"{name}: vertices contain NaN/Inf")
+    check_magnitude(v, name, "vertex coordinate")
+    f = _check_faces(faces, len(v), name)
     return np.ascontiguousarray(v), np.ascontiguousarray(f)
+
+
+def frame_of(points: np.ndarray, name: str, what: str = "points") -> Tuple[np.ndarray, float]:
+    """:func:`bbox_center_and_scale`, refusing a cloud without extent (one point, or all coinciding):
+    the protocol's unit-sphere frame does not exist for it (``build`` refuses such meshes too)."""
+    center, scale = bbox_center_and_scale(points)
+    if not scale > 0:
+        raise InputError(f"{name}: all {what} coincide, so it has no unit-sphere frame to score in")
+    return center, scale
 
 
 def bbox_center_and_scale(points: np.ndarray) -> Tuple[np.ndarray, float]:

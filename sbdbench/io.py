@@ -1,8 +1,9 @@
 """Reading and writing point clouds and meshes, with errors that name the file and line.
 
 Point clouds: ``.xyz`` / ``.txt`` (whitespace-separated text, written with ``%.8f`` like ScoreDenoise),
-``.ply`` and ``.npy``. Meshes: ``.off``, ``.ply``, ``.obj``, ``.stl`` (via trimesh).
-Every writer is atomic (temp file + rename).
+``.ply`` and ``.npy``. Meshes: ``.off`` (our own parser), ``.ply``, ``.obj``, ``.stl`` (via trimesh).
+Header counts are checked against the data for every format that has them (:mod:`sbdbench.io_formats`):
+a truncated file is an error, never a smaller mesh. Every writer is atomic (temp file + rename).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.geometry import check_mesh, check_points
+from sbdbench.io_formats import check_npy_size, check_ply_counts, check_stl_size, read_off
 from sbdbench.paths import atomic_path
 
 POINT_FORMATS = (".xyz", ".txt", ".ply", ".npy")
@@ -24,6 +26,15 @@ MESH_FORMATS = (".off", ".ply", ".obj", ".stl")
 
 def _suffix(path: Path) -> str:
     return path.suffix.lower()
+
+
+def _existing_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file (a folder or a device)")
+    return path
 
 
 def _scan_text_cloud(path: Path) -> np.ndarray:
@@ -73,13 +84,12 @@ def _read_text_cloud(path: Path) -> np.ndarray:
 
 def read_points(path: str | os.PathLike) -> np.ndarray:
     """Read a point cloud as an (N, 3) float64 array. Extra columns (normals) are dropped."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    path = _existing_file(path)
     suffix = _suffix(path)
     if suffix in (".xyz", ".txt", ".pts"):
         pts = _read_text_cloud(path)
     elif suffix == ".npy":
+        check_npy_size(path)
         try:
             pts = np.load(path, allow_pickle=False)
         except Exception as exc:
@@ -96,6 +106,7 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
 def _read_ply_points(path: Path) -> np.ndarray:
     import trimesh
 
+    check_ply_counts(path)
     try:
         geom = trimesh.load(path, process=False)
     except Exception as exc:
@@ -135,24 +146,36 @@ def write_points(path: str | os.PathLike, points) -> Path:
 
 def read_mesh(path: str | os.PathLike) -> Tuple[np.ndarray, np.ndarray]:
     """Read a triangle mesh as (verts (V, 3) float64, faces (F, 3) int64); quads are triangulated."""
-    import trimesh
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    path = _existing_file(path)
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
-    if _suffix(path) not in MESH_FORMATS:
+    suffix = _suffix(path)
+    if suffix not in MESH_FORMATS:
         raise InputError(f"{path}: unknown mesh format {path.suffix!r} (use one of {', '.join(MESH_FORMATS)})")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except Exception as exc:
-        raise InputError(f"{path}: not a readable mesh ({type(exc).__name__}: {exc})") from None
-    verts = np.asarray(getattr(mesh, "vertices", np.empty((0, 3))), dtype=np.float64)
-    faces = np.asarray(getattr(mesh, "faces", np.empty((0, 3))), dtype=np.int64)
+    if suffix == ".off":
+        verts, faces = read_off(path)
+    else:
+        verts, faces = _read_trimesh(path, suffix)
     if len(faces) == 0:
         raise InputError(f"{path}: the mesh has no faces")
     return check_mesh(verts, faces, name=str(path))
+
+
+def _read_trimesh(path: Path, suffix: str) -> Tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    if suffix == ".ply":
+        check_ply_counts(path)
+    elif suffix == ".stl":
+        check_stl_size(path)
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+        verts = np.asarray(getattr(mesh, "vertices", np.empty((0, 3))), dtype=np.float64)
+        faces = np.asarray(getattr(mesh, "faces", np.empty((0, 3))), dtype=np.int64)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise InputError(f"{path}: not a readable mesh ({type(exc).__name__}: {first})") from None
+    return verts, faces
 
 
 def write_mesh(path: str | os.PathLike, verts, faces) -> Path:

@@ -113,25 +113,44 @@ class Denoiser:
             (M, 3) float64 array; M == N when ``preserves_count``.
         """
         self._check_params()
-        pts = check_points(points, name=f"{self.name} input")
-        if noise_level is not None:
-            noise_level = float(noise_level)
-            if not np.isfinite(noise_level) or noise_level < 0:
-                raise InputError(f"noise_level must be a finite number ≥ 0, got {noise_level}")
+        pts = check_points(points, name=f"{self.name} input")  # finite, |x| ≤ MAX_ABS_COORD: the frame cannot overflow
+        noise_level = check_noise_level(noise_level)
         unit, center, scale = normalize_unit_sphere(pts)
-        out = self._denoise_unit(unit.copy(), noise_level)
-        out = np.asarray(out, dtype=np.float64)
+        out = self._check_output(self._denoise_unit(unit.copy(), noise_level), len(pts), "unit-sphere")
+        return self._check_output(denormalize_unit_sphere(out, center, scale), len(pts), "input")
+
+    def _check_output(self, out, n_in: int, frame: str) -> np.ndarray:
+        """The method's output as (M, 3) float64, refused when malformed or not finite in ``frame``."""
+        try:
+            out = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise SbdbenchError(f"method {self.name!r} returned a non-numeric result ({exc})") from None
         if out.ndim != 2 or out.shape[1] != 3:
             raise SbdbenchError(f"method {self.name!r} returned shape {out.shape}, expected (M, 3)")
-        if self.preserves_count and len(out) != len(pts):
-            raise SbdbenchError(f"method {self.name!r} returned {len(out)} points for {len(pts)} (it claims to preserve the count)")
+        if self.preserves_count and len(out) != n_in:
+            raise SbdbenchError(f"method {self.name!r} returned {len(out)} points for {n_in} (it claims to preserve the count)")
         if not np.isfinite(out).all():
-            raise SbdbenchError(f"method {self.name!r} returned NaN/Inf coordinates")
-        return denormalize_unit_sphere(out, center, scale)
+            raise SbdbenchError(f"method {self.name!r} returned NaN/Inf coordinates (in the {frame} frame)")
+        return out
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         """Denoise a cloud already in the unit sphere (bbox centre at the origin, max radius 1)."""
         raise NotImplementedError
+
+
+def check_noise_level(noise_level) -> Optional[float]:
+    """None, or σ as a finite float ≥ 0; anything else is an :class:`InputError`."""
+    if noise_level is None:
+        return None
+    if isinstance(noise_level, (bool, np.bool_)) or np.iscomplexobj(noise_level):
+        raise InputError(f"noise_level must be a finite number ≥ 0, got {noise_level!r}")
+    try:
+        value = float(noise_level)
+    except (TypeError, ValueError):
+        raise InputError(f"noise_level must be a finite number ≥ 0, got {noise_level!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise InputError(f"noise_level must be a finite number ≥ 0, got {noise_level!r}")
+    return value
 
 
 # --- registry ------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
                  use_frozen: bool = True) -> Dict[str, Any]:
     """Denoise one cloud file (.xyz/.txt/.ply/.npy, any frame and size) and write the result.
 
-    The output keeps the input's frame; its format follows ``out_path``'s suffix (or the input's
-    when ``out_path`` has none). Parameters: the frozen settings nearest to the cloud's size and
+    The output keeps the input's frame; its format follows ``out_path``'s suffix, which must be a
+    known one (a path without a suffix is refused, never extended). Parameters: the frozen settings nearest to the cloud's size and
     noise level (σ given, or estimated in the unit-sphere frame), updated with ``params``.
 
     Returns:
@@ -25,13 +25,12 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     from sbdbench.methods.base import get_method_class, make_method
     from sbdbench.methods.settings import frozen_params
 
+    from sbdbench.outputs import refuse_overwrite
+
     in_path, out_path = Path(in_path), Path(out_path)
-    if out_path.suffix == "":
-        out_path = out_path.with_suffix(in_path.suffix)
     if out_path.suffix.lower() not in POINT_FORMATS + (".pts",):
-        raise InputError(f"{out_path}: unknown output format {out_path.suffix!r} (use one of {', '.join(POINT_FORMATS)})")
-    if out_path.resolve() == in_path.resolve():
-        raise InputError(f"{out_path}: the output would overwrite the input; choose another path")
+        raise InputError(f"{out_path}: unknown output format {out_path.suffix or '(no suffix)'!r} (use one of {', '.join(POINT_FORMATS)})")
+    refuse_overwrite(out_path, [in_path])
     get_method_class(method_name)
     points = read_points(in_path)
     sigma_for_settings = noise_level

@@ -40,8 +40,26 @@ def check_mode(mode: str) -> None:
         raise InputError(f"unknown P2M mode {mode!r} (choose from {', '.join(MODES)})")
 
 
+#: how far (in radii of the reference frame) a point may lie from it: squares and products of such
+#: distances stay far from overflow, in float32 too (the torch backend's default dtype)
+MAX_FRAME_RADIUS = 1e12
+
+
+def check_in_frame(points: np.ndarray, name: str, frame: str) -> np.ndarray:
+    """Refuse normalised points further than ``MAX_FRAME_RADIUS`` from the frame's centre (a metric of
+    them would lose all precision or overflow); returns ``points``."""
+    far = np.abs(points).max(axis=1) > MAX_FRAME_RADIUS
+    if far.any():
+        raise InputError(f"{name}: {int(far.sum())} point(s) lie more than {MAX_FRAME_RADIUS:.0e} radii of the {frame} "
+                         f"from its centre (first at row {int(np.argmax(far))}); refusing to score them")
+    return points
+
+
 def check_min_area(min_triangle_area: float) -> float:
-    value = float(min_triangle_area)
+    try:
+        value = float(min_triangle_area)
+    except (TypeError, ValueError):
+        raise InputError(f"min_triangle_area must be a number, got {min_triangle_area!r}") from None
     if not np.isfinite(value) or value < 0:
         raise InputError(f"min_triangle_area must be finite and ≥ 0, got {min_triangle_area!r}")
     return value

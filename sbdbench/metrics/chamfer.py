@@ -17,8 +17,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from sbdbench.geometry import bbox_center_and_scale, check_points, normalize_unit_sphere
-from sbdbench.metrics.backend import finite_or_raise, resolve_backend, to_torch
+from sbdbench.geometry import check_points, frame_of, normalize_unit_sphere
+from sbdbench.metrics.backend import check_in_frame, finite_or_raise, resolve_backend, to_torch
 from sbdbench.metrics.p2m_torch import nearest_sqdists_torch
 
 
@@ -50,8 +50,8 @@ def nearest_sqdists(
     """
     x = check_points(pred, "prediction")
     y = check_points(gt, "GT cloud")
-    center, scale = bbox_center_and_scale(y)
-    x, _, _ = normalize_unit_sphere(x, center, scale)
+    center, scale = frame_of(y, "GT cloud")
+    x = check_in_frame(normalize_unit_sphere(x, center, scale)[0], "prediction", "GT cloud")
     y, _, _ = normalize_unit_sphere(y, center, scale)
     return _cloud_nearest(x, y, device, backend, dtype)
 

@@ -22,8 +22,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from sbdbench.geometry import bbox_center_and_scale, check_mesh, check_points, normalize_unit_sphere
-from sbdbench.metrics.backend import check_min_area, check_mode, finite_or_raise, resolve_backend, to_torch
+from sbdbench.geometry import check_mesh, check_points, frame_of, normalize_unit_sphere
+from sbdbench.metrics.backend import check_in_frame, check_min_area, check_mode, finite_or_raise, resolve_backend, to_torch
 
 PT3D_DEFAULT_MIN_AREA = 5e-3
 
@@ -32,15 +32,11 @@ def normalized_inputs(pred, verts, faces) -> Tuple[np.ndarray, np.ndarray, np.nd
     """Validate and map (cloud, mesh) into the mesh vertices' unit-sphere frame (float64).
 
     Accepts numpy arrays or tensors on any device (copied to host float64: the frame is computed there)."""
-    if isinstance(verts, torch.Tensor):
-        verts = verts.detach().cpu().numpy()
-    if isinstance(faces, torch.Tensor):
-        faces = faces.detach().cpu().numpy()
     v, f = check_mesh(verts, faces, "GT mesh")
     p = check_points(pred, "prediction")
-    center, scale = bbox_center_and_scale(v)
+    center, scale = frame_of(v, "GT mesh", "vertices")
     v, _, _ = normalize_unit_sphere(v, center, scale)
-    p, _, _ = normalize_unit_sphere(p, center, scale)
+    p = check_in_frame(normalize_unit_sphere(p, center, scale)[0], "prediction", "GT mesh")
     return p, v, f
 
 

@@ -13,7 +13,11 @@
   the same KD pruning with PyTorch3D's formula, bounding balls taken around the triangle enlarged
   the way PyTorch3D's ``+1e-8`` enlarges its inside test.
 
-Memory stays bounded: candidates are evaluated in blocks of at most ``PAIR_BLOCK`` pairs.
+Memory stays bounded for every mesh, degenerate ones included: candidates are evaluated in blocks of at
+most ``PAIR_BLOCK`` pairs, ball queries fetch at most ``CANDIDATE_BLOCK`` candidate indices at once (their
+sizes are counted first), and cutting faces into pieces stops at a budget of ``4 (F + P) + 4096`` pieces
+(zero-area faces and slivers would otherwise be bisected without end; an uncut piece is still exact, only
+slower to search).
 Inputs are assumed validated and already in the metric's frame (see :mod:`sbdbench.metrics.p2m`).
 """
 
@@ -37,6 +41,7 @@ from sbdbench.metrics.triangle import (
 PAIR_BLOCK = 1 << 18  # (point, triangle) pairs evaluated at once: ~90 MB of float64 temporaries at most
 KNN_FIRST = 8  # neighbours of each ball centre tried before any ball query
 QUERY_BLOCK = 1 << 13  # balls queried at once (bounds the candidate lists held in memory)
+CANDIDATE_BLOCK = 1 << 21  # candidate indices fetched by ball queries at once (~80 MB as Python lists)
 HUGE_BALL = 0.25  # unit-sphere radius above which a ball would catch most of the cloud: brute force instead
 
 
@@ -70,6 +75,29 @@ def _min_over_candidates(lists, first: int, out: np.ndarray, pair_fn: Callable[[
         q, o = owner[s : s + PAIR_BLOCK], flat[s : s + PAIR_BLOCK]
         d = pair_fn(q, o)
         np.minimum.at(out, q, d)
+
+
+def _runs(counts: np.ndarray, budget: int):
+    """Consecutive ``(start, stop)`` runs of ``counts`` whose sums stay ≤ ``budget`` (a single larger item is its own run)."""
+    cum = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    start = 0
+    while start < len(counts):
+        stop = max(start + 1, int(np.searchsorted(cum, cum[start] + budget, side="right")) - 1)
+        yield start, stop
+        start = stop
+
+
+def _ball_query_min(tree: cKDTree, centres: np.ndarray, radii: np.ndarray, first: int, out: np.ndarray, pair_fn) -> None:
+    """``_min_over_candidates`` for the balls (centres, radii) queried in ``tree``; query ``first + j`` is ball j.
+
+    The candidate lists are counted before they are fetched, so at most ``CANDIDATE_BLOCK`` indices (or one
+    ball's worth) are held at a time, however many points the balls catch."""
+    for s in range(0, len(centres), QUERY_BLOCK):
+        c, r = centres[s : s + QUERY_BLOCK], radii[s : s + QUERY_BLOCK]
+        counts = np.asarray(tree.query_ball_point(c, r, workers=-1, return_length=True), dtype=np.int64)
+        for a, b in _runs(counts, CANDIDATE_BLOCK):
+            lists = tree.query_ball_point(c[a:b], r[a:b], workers=-1, return_sorted=False)
+            _min_over_candidates(lists, first + s + a, out, pair_fn)
 
 
 def _brute_min(n_rows: int, n_cols: int, pair_fn, reduce_rows: bool) -> np.ndarray:
@@ -132,12 +160,10 @@ def _face_to_point(points: np.ndarray, tris: np.ndarray, ball_c: np.ndarray, bal
     if len(huge):
         out[huge] = np.minimum(out[huge], _brute_min(len(points), len(huge), lambda i, j: pair(huge[j], i), reduce_rows=True))
     small = rest[ball_r[rest] <= HUGE_BALL]
-    for s in range(0, len(small), QUERY_BLOCK):
-        block = small[s : s + QUERY_BLOCK]
-        lists = tree.query_ball_point(ball_c[block], radius[block], workers=-1, return_sorted=False)
-        sub = out[block]
-        _min_over_candidates(lists, 0, sub, lambda j, i: pair(block[j], i))
-        out[block] = sub
+    if len(small):
+        sub = out[small]
+        _ball_query_min(tree, ball_c[small], radius[small], 0, sub, lambda j, i: pair(small[j], i))
+        out[small] = sub
     return out
 
 
@@ -147,18 +173,30 @@ def exact_point_to_face(points: np.ndarray, verts: np.ndarray, faces: np.ndarray
     return _igl_sqdist(points, verts, faces)
 
 
-def _split_large(tris: np.ndarray, max_radius: float) -> Tuple[np.ndarray, np.ndarray]:
+def piece_budget(n_faces: int, n_points: int) -> int:
+    """The most pieces faces are cut into (memory stays O(F + P) for every mesh)."""
+    return 4 * (int(n_faces) + int(n_points)) + 4096
+
+
+def _split_large(tris: np.ndarray, max_radius: float, max_pieces: int) -> Tuple[np.ndarray, np.ndarray]:
     """Split triangles (T, 3, 3) by longest-edge bisection until every bounding ball has radius
-    ≤ ``max_radius``. Returns (pieces (S, 3, 3), parent index (S,)). The pieces cover each triangle
-    exactly, so a triangle's distance to a point set is the minimum over its pieces."""
+    ≤ ``max_radius``, or until the next round would make more than ``max_pieces`` pieces (the rest stay
+    as they are). Returns (pieces (S, 3, 3), parent index (S,)), S ≤ max(T, max_pieces). The pieces cover
+    each triangle exactly, so a triangle's distance to a point set is the minimum over its pieces."""
     pieces, parents = [tris[:0]], [np.zeros(0, dtype=np.int64)]
     cur, cur_parent = tris, np.arange(len(tris))
+    n_done = 0
     while len(cur):
         ok = _bounding_balls(cur)[1] <= max_radius
         pieces.append(cur[ok])
         parents.append(cur_parent[ok])
+        n_done += int(ok.sum())
         cur, cur_parent = cur[~ok], cur_parent[~ok]
         if not len(cur):
+            break
+        if n_done + 2 * len(cur) > max_pieces:  # budget spent: keep these whole (exact, only slower to search)
+            pieces.append(cur)
+            parents.append(cur_parent)
             break
         opposite = np.stack([np.linalg.norm(cur[:, (i + 1) % 3] - cur[:, (i + 2) % 3], axis=1) for i in range(3)], axis=1)
         order = (opposite.argmax(axis=1)[:, None] + np.arange(3)) % 3  # apex first: the vertex facing the longest edge
@@ -170,9 +208,14 @@ def _split_large(tris: np.ndarray, max_radius: float) -> Tuple[np.ndarray, np.nd
 
 
 def _max_piece_radius(tris: np.ndarray, n_points: int) -> float:
-    """Piece size for cutting large faces: about two point spacings on the mesh surface."""
+    """Piece size for cutting large faces: about two point spacings on the mesh surface, but never so
+    small that the cuts would exceed :func:`piece_budget` (bisection makes ≲ 2 (R/r)² pieces of a face of
+    radius R, ≲ 2R/r of a sliver; zero-area meshes have no spacing at all)."""
     area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1).sum()
-    return max(2.0 * float(np.sqrt(area / max(1, n_points))), 1e-9)
+    rad = _bounding_balls(tris)[1]
+    budget = piece_budget(len(tris), n_points)
+    floor = max(float(np.sqrt(2.0 * (rad**2).sum() / budget)), 2.0 * float(rad.sum()) / budget)
+    return max(2.0 * float(np.sqrt(area / max(1, n_points))), floor, 1e-9)
 
 
 def exact_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -183,7 +226,8 @@ def exact_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.ndarray
     tris = verts[faces]
     rad = _bounding_balls(tris)[1]
     max_radius = _max_piece_radius(tris, len(points))
-    pieces, parent = _split_large(tris, max_radius) if rad.max() > max_radius else (tris, None)
+    budget = piece_budget(len(tris), len(points))
+    pieces, parent = _split_large(tris, max_radius, budget) if rad.max() > max_radius else (tris, None)
     cen, rad = _bounding_balls(pieces)
     with np.errstate(divide="ignore", invalid="ignore"):
         d = _face_to_point(points, pieces, cen, rad, ericson_sqdist)
@@ -214,7 +258,7 @@ def _pt3d_can_be_inside(verts: np.ndarray, faces: np.ndarray, min_triangle_area:
     return (nn / 2.0 >= min_triangle_area) & (nn > PT3D_EPS)
 
 
-def _pt3d_plane_pieces(verts: np.ndarray, faces: np.ndarray, min_triangle_area: float, max_radius: float):
+def _pt3d_plane_pieces(verts: np.ndarray, faces: np.ndarray, min_triangle_area: float, max_radius: float, max_pieces: int):
     """Where PyTorch3D's "inside" branch (``t²``) can apply, cut into pieces for KD pruning.
 
     PyTorch3D's inside test accepts the triangle enlarged about v0 by ``(4a² + 1e-8) / 4a²``, and
@@ -232,7 +276,7 @@ def _pt3d_plane_pieces(verts: np.ndarray, faces: np.ndarray, min_triangle_area: 
     k = nn / (nn + PT3D_EPS) * (1 - 1e-12)
     # regions blown up by the epsilon (not plain big faces, which are cut) are checked against every point
     huge = (_bounding_balls(enlarged)[1] > HUGE_BALL) & (s[:, 0] > 1.5) if len(ci) else np.zeros(0, dtype=bool)
-    pieces, parent = _split_large(enlarged[~huge], max_radius)
+    pieces, parent = _split_large(enlarged[~huge], max_radius, max_pieces)
     return pieces, ci[~huge][parent], k[~huge][parent], ci[huge]
 
 
@@ -254,7 +298,8 @@ def pytorch3d_point_to_face(points: np.ndarray, verts: np.ndarray, faces: np.nda
     never exceeds that face's edge distances): the edges are one libigl query; the ``t²`` branch
     is searched by KD pruning over pieces of the faces' inside regions."""
     out = _igl_sqdist(points, verts, _pt3d_edge_elements(verts, faces))
-    pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, _max_piece_radius(verts[faces], len(points)))
+    budget = piece_budget(len(faces), len(points))
+    pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, _max_piece_radius(verts[faces], len(points)), budget)
     plane = _pt3d_plane_fn(points, verts, faces, min_triangle_area)
     with np.errstate(divide="ignore", invalid="ignore"):
         if len(huge):
@@ -268,10 +313,16 @@ def pytorch3d_point_to_face(points: np.ndarray, verts: np.ndarray, faces: np.nda
             cen, rad = _bounding_balls(pieces)
             tree = cKDTree(cen)
             radius = np.sqrt(out) / k.min() * (1 + 1e-9) + rad.max() + 1e-12
-            for s in range(0, len(points), QUERY_BLOCK):
-                lists = tree.query_ball_point(points[s : s + QUERY_BLOCK], radius[s : s + QUERY_BLOCK], workers=-1, return_sorted=False)
-                _min_over_candidates(lists, s, out, lambda i, j: plane(i, parent[j]))
+            _ball_query_min(tree, points, radius, 0, out, lambda i, j: plane(i, parent[j]))
     return out
+
+
+def _edge_cuts(lengths: np.ndarray, max_radius: float, max_pieces: int) -> np.ndarray:
+    """Pieces per edge: segments of radius ≤ ``max_radius``, scaled down to ``max_pieces`` in all."""
+    n_cut = np.maximum(1, np.ceil(lengths / (2 * max_radius)))
+    if n_cut.sum() > max_pieces:
+        n_cut = np.maximum(1, np.floor(n_cut * (max_pieces / n_cut.sum())))
+    return n_cut.astype(np.int64)
 
 
 def pytorch3d_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.ndarray, min_triangle_area: float) -> np.ndarray:
@@ -300,7 +351,7 @@ def pytorch3d_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.nda
             owner = np.tile(large, 3)
             tiny = ((b - a) ** 2).sum(1) < PT3D_EPS
             b[tiny] = a[tiny]  # PyTorch3D: an edge shorter than 1e-4 is its first vertex
-            n_cut = np.maximum(1, np.ceil(np.linalg.norm(b - a, axis=1) / (2 * max_radius))).astype(np.int64)
+            n_cut = _edge_cuts(np.linalg.norm(b - a, axis=1), max_radius, piece_budget(n_faces, len(points)))
             seg = np.repeat(np.arange(len(a)), n_cut)
             j = np.arange(len(seg)) - np.repeat(np.cumsum(n_cut) - n_cut, n_cut)
             pa = a[seg] + (j / n_cut[seg])[:, None] * (b - a)[seg]
@@ -309,7 +360,7 @@ def pytorch3d_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.nda
                                lambda p, x, y, z: segment_sqdist(p, x, y))
             np.minimum.at(out, owner[seg], d)
 
-        pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, max_radius)
+        pieces, parent, k, huge = _pt3d_plane_pieces(verts, faces, min_triangle_area, max_radius, piece_budget(n_faces, len(points)))
         plane = _pt3d_plane_fn(points, verts, faces, min_triangle_area)
         if len(huge):
             out[huge] = np.minimum(out[huge], _brute_min(len(points), len(huge), lambda i, jj: plane(i, huge[jj]), reduce_rows=True))
@@ -318,10 +369,7 @@ def pytorch3d_face_to_point(points: np.ndarray, verts: np.ndarray, faces: np.nda
             radius = np.sqrt(out[parent]) / k * (1 + 1e-9) + rad + 1e-12
             tree = cKDTree(points)
             best = np.full(len(pieces), np.inf)
-            for s in range(0, len(pieces), QUERY_BLOCK):
-                block = slice(s, s + QUERY_BLOCK)
-                lists = tree.query_ball_point(cen[block], radius[block], workers=-1, return_sorted=False)
-                _min_over_candidates(lists, s, best, lambda jj, i: plane(i, parent[jj]))
+            _ball_query_min(tree, cen, radius, 0, best, lambda jj, i: plane(i, parent[jj]))
             np.minimum.at(out, parent, best)
     return out
 

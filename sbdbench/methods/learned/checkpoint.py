@@ -86,8 +86,7 @@ def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str
     except FileNotFoundError:
         raise DataError(f"weights file not found: {path}") from None
     except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or unsafe: {first[:200]})") from None
+        raise DataError(_load_error(path, exc)) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         state, meta = obj["state_dict"], dict(obj.get("meta") or {})
         args = obj.get("args")
@@ -99,7 +98,40 @@ def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str
         raise DataError(f"{path}: not a model checkpoint (expected a state_dict or a dict with 'state_dict')")
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DataError(f"{path}: its state_dict holds non-tensor entries")
+    check_weight_values(state, path)
     return state, meta
+
+
+#: the largest weight magnitude accepted (trained networks here stay below ~1e3, BatchNorm variances included)
+MAX_ABS_WEIGHT = 1e6
+
+
+def check_weight_values(state: Dict[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse NaN/Inf or absurdly large floating-point tensors (they would only produce NaN clouds)."""
+    for key, value in state.items():
+        if not value.is_floating_point() or value.numel() == 0:
+            continue
+        if not bool(torch.isfinite(value).all()):
+            raise DataError(f"{source}: tensor {key!r} holds NaN/Inf values; refusing these weights")
+        peak = float(value.abs().max())
+        if peak > MAX_ABS_WEIGHT:
+            raise DataError(f"{source}: tensor {key!r} holds values up to {peak:.3g} (limit {MAX_ABS_WEIGHT:.0e}); "
+                            "refusing these weights (not a trained network)")
+
+
+def _load_error(path: Path, exc: Exception) -> str:
+    """Our one-line message for a file torch.load refused (never torch's advice to disable weights_only)."""
+    import pickle
+    import re
+
+    text = str(exc)
+    found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
+    if found:
+        return (f"{path}: refused as unsafe: the checkpoint references {found.group(1)}, not only tensors and plain "
+                "metadata; sbdbench loads weights only and never runs code from a checkpoint")
+    if isinstance(exc, pickle.UnpicklingError) or "weights only load failed" in text.lower():
+        return f"{path}: not a readable PyTorch checkpoint (corrupt, truncated, or a pickle the weights-only loader refuses)"
+    return f"{path}: not a readable PyTorch checkpoint (corrupt or truncated: {type(exc).__name__})"
 
 
 def load_into(model: nn.Module, state: Dict[str, torch.Tensor], source: str | Path = "checkpoint") -> nn.Module:
