@@ -509,7 +509,7 @@ def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigm
 # === benchmark commands: bench, leaderboard ===
 @main.command("bench")
 @click.option("--methods", "methods", default=None, metavar="A,B", help="Methods to run (default: every method with frozen settings in baselines/).")
-@click.option("--datasets", "datasets", default=None, metavar="A,B", help="Datasets (default: synth, built when absent).")
+@click.option("--datasets", "datasets", default=None, metavar="A,B", help="Datasets (default: synth; built only with --build, when absent).")
 @click.option("--resolutions", default=None, metavar="N,N", help="Point counts, e.g. 10K,50K (default: 10K,50K; --quick: 10K).")
 @click.option("--noise", "noise_levels", default=None, metavar="S,S", help="Noise levels σ, e.g. 1%,2%,3% or 0.01,0.02 (default: 1%,2%,3%).")
 @click.option("--noise-model", default="gaussian", show_default=True, help="Noise model of the noisy inputs.")
@@ -521,19 +521,35 @@ def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigm
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="With --executor dask: address of a running scheduler (default: start a LocalCluster).")
 @click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
 @click.option("--rerun", is_flag=True, help="Run finished cells again (the new run supersedes the old one).")
+@click.option("--build", "build", is_flag=True, help="Build the synth dataset when it is absent (never replaces or extends an existing one).")
+@click.option("--init-db", "init_db", is_flag=True, help="Set up an existing empty (zero-byte) --db file as a new results database.")
 def bench_command(methods, datasets, resolutions, noise_levels, noise_model, device, metrics_device, quick, workers, executor, scheduler,
-                  db, rerun):
-    """Run every method on every benchmark cell and store the results (resumable: finished cells are skipped)."""
+                  db, rerun, build, init_db):
+    """Run every method on every benchmark cell and store the results (resumable: finished cells are skipped).
+
+    Exits non-zero when a cell failed (it is recorded with its error; the next bench retries it).
+    """
     from sbdbench.bench.runner import run_bench
 
     summary = run_bench(
-        _split_names(methods), _split_names(datasets), parse_int_list(resolutions, "--resolutions"),
-        parse_float_list(noise_levels, "--noise"), noise=noise_model, device=device,
-        metrics_device=metrics_device, quick=quick, executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun, log=lambda m: click.echo(m, err=True),
+        _split_names(methods), _split_names(datasets), _given(resolutions, parse_int_list, "--resolutions"),
+        _given(noise_levels, parse_float_list, "--noise"), noise=noise_model, device=device,
+        metrics_device=metrics_device, quick=quick, executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun,
+        build=build, init_db=init_db, log=lambda m: click.echo(m, err=True),
     )
     click.echo(summary.line())
-    for failure in summary.failures:  # recorded in the store and on the leaderboard; the bench itself succeeded
+    for failure in summary.failures:  # recorded in the store and on the leaderboard
         click.echo(f"failed cell: {failure}", err=True)
+    if summary.failed:
+        raise SbdbenchError(f"{summary.failed} of {summary.cells} cells failed (recorded with their error in "
+                            f"{summary.db_path}; the next `sbdbench bench` retries them)")
+
+
+def _given(text, parse, option):
+    """An option's list: None when the option is absent, [] when it is given but empty (an error later)."""
+    if text is None:
+        return None
+    return [] if not text.strip(" ,") else parse(text, option)
 
 
 @main.command("leaderboard")
@@ -548,8 +564,8 @@ def leaderboard_command(out_dir, db, no_plots):
 
 
 def _split_names(text):
-    """'a, b' → ['a', 'b']; None/'' → None."""
-    if not text:
+    """'a, b' → ['a', 'b']; None (option absent) → None; '' or ',' → [] (the bench refuses an empty list)."""
+    if text is None:
         return None
     return [t.strip() for t in str(text).split(",") if t.strip()]
 

@@ -304,7 +304,7 @@ def test_learned_cells_are_keyed_by_their_weights_file(tiny, tmp_path):
 
 def test_metrics_device_is_where_the_metrics_run(tiny, sbd_home, tmp_path):
     """``metrics_device`` reaches the metrics (not the key): the same cell scored on the CPU twice gives the same
-    numbers; scored on an absent CUDA device it fails with the backend's message instead of running anywhere else."""
+    numbers; an absent CUDA device is refused before anything runs instead of running anywhere else."""
     import torch
 
     name, res, sigmas = tiny
@@ -316,9 +316,10 @@ def test_metrics_device_is_where_the_metrics_run(tiny, sbd_home, tmp_path):
     run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(b), metrics_device="cpu")
     with ResultsStore(a) as sa, ResultsStore(b) as sb:
         np.testing.assert_array_equal(sa.shapes_frame()["cd"].to_numpy(), sb.shapes_frame()["cd"].to_numpy())
-    if not torch.cuda.is_available():
-        failed = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(tmp_path / "c.db"), metrics_device="cuda")
-        assert failed.failed == 1 and "CUDA is not available" in failed.failures[0]
+    if not torch.cuda.is_available():  # refused before any cell runs, and before the database is created
+        with pytest.raises(InputError, match="--metrics-device 'cuda': CUDA is not available"):
+            run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(tmp_path / "c.db"), metrics_device="cuda")
+        assert not (tmp_path / "c.db").exists()
 
 
 def test_interrupted_cell_restarts_at_its_first_unfinished_shape(tiny, sbd_home, tmp_path):

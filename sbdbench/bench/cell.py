@@ -102,8 +102,10 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
 
     Raises:
         CellError: the method failed or returned non-finite points on a shape (named in the message).
-        DataError: the dataset lacks an input, clean cloud or mesh of the cell.
+        DataError: the dataset lacks an input, clean cloud or mesh of the cell, or one of them no longer
+            matches the dataset's manifest (:mod:`sbdbench.data.integrity`).
     """
+    from sbdbench.data.integrity import check_cell_inputs
     from sbdbench.io import write_points
     from sbdbench.metrics import evaluate_shape
 
@@ -120,6 +122,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         levels = dataset.noise_levels(n_points, noise)
         raise DataError(f"dataset {dataset.name!r} has no noisy inputs at N={int(n_points)}, σ={sigma:g}, noise={noise} "
                         f"({noisy_dir} is absent; σ available at this N: {', '.join(f'{x:g}' for x in levels) or 'none'})")
+    check_cell_inputs(dataset, n_points, sigma, noise, shapes)  # a file changed since the build is refused, not scored
     iterator = shapes
     if progress:
         from tqdm import tqdm

@@ -39,6 +39,9 @@ class CellOutcome:
     seconds: float = 0.0
     #: shapes taken from the journal of an interrupted attempt (not run again)
     resumed_shapes: int = 0
+    #: invalid journal lines dropped (those shapes ran again), and why the first one was dropped
+    journal_dropped: int = 0
+    journal_problem: str = ""
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     @property
@@ -78,6 +81,7 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
         shapes = dataset.shapes("test")
         journal = open_journal(journal_dir, cell.key)
         done = journal.load(shapes) if journal else {}
+        dropped = (journal.dropped, journal.problem) if journal else (0, "")
         remaining = [s for s in shapes if s not in done]
         new_records = []
         if remaining:
@@ -89,9 +93,10 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
         records = [dict(by_shape[s]) for s in shapes]
         problem = _check_records(cell, records)
         if problem:
-            return CellOutcome(cell, error=problem, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
+            return CellOutcome(cell, error=problem, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0,
+                               journal_dropped=dropped[0], journal_problem=dropped[1])
         return CellOutcome(cell, records=records, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0,
-                           resumed_shapes=len(done))
+                           resumed_shapes=len(done), journal_dropped=dropped[0], journal_problem=dropped[1])
     except Exception as exc:  # a failing method must never stop the other cells
         message = f"{type(exc).__name__}: {exc}".strip()
         if not isinstance(exc, (InputError,)) and os.environ.get("SBDBENCH_TRACEBACKS"):
@@ -234,14 +239,19 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(executor: str = "local", workers: int = 1, scheduler: Optional[str] = None):
-    """``local`` with 1 worker → sequential; ``local`` with N → process pool; ``dask`` → Dask."""
+def check_executor_args(executor: str = "local", workers: int = 1, scheduler: Optional[str] = None) -> None:
+    """One-line :class:`InputError` for an unknown executor, fewer than one worker, or a stray --scheduler."""
     if executor not in EXECUTORS:
         raise InputError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
     if workers < 1:
         raise InputError(f"--workers must be ≥ 1, got {workers}")
+    if scheduler and executor != "dask":
+        raise InputError("--scheduler needs --executor dask")
+
+
+def make_executor(executor: str = "local", workers: int = 1, scheduler: Optional[str] = None):
+    """``local`` with 1 worker → sequential; ``local`` with N → process pool; ``dask`` → Dask."""
+    check_executor_args(executor, workers, scheduler)
     if executor == "dask":
         return DaskExecutor(scheduler, workers)
-    if scheduler:
-        raise InputError("--scheduler needs --executor dask")
     return SequentialExecutor() if workers == 1 else ProcessPoolExecutor(workers)

@@ -191,10 +191,12 @@ def _parse_value(text: str) -> Any:
 
 def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict[str, Any]:
     """Frozen parameters of ``method`` (or of a variant's method, overridden by the variant) at (N, σ);
-    a torch method also gets ``device``. Unknown variant parameters are an :class:`InputError`."""
+    a torch method also gets ``device``. Unknown variant parameters, or values not of the constructor's
+    types (:mod:`sbdbench.bench.variants`), are an :class:`InputError`."""
+    from sbdbench.bench.variants import split_spec, typed_overrides
     from sbdbench.methods import get_method_class
 
-    name, overrides = parse_method_spec(method)
+    name, _ = split_spec(method)
     cls = get_method_class(name)
     try:
         from sbdbench.methods.settings import frozen_params
@@ -202,6 +204,7 @@ def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict
         params = dict(frozen_params(name, n_points, sigma) or {})
     except ImportError:
         params = {}
+    overrides = typed_overrides(method, cls)
     unknown = sorted(set(overrides) - set(cls._param_names()))
     if unknown:
         raise InputError(f"method variant {method!r}: {name} has no parameter(s) {', '.join(unknown)} "
@@ -210,6 +213,29 @@ def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict
     if "device" in cls._param_names():
         params["device"] = device
     return params
+
+
+def check_method_params(method: str, params: Dict[str, Any]) -> None:
+    """Instantiate ``method`` with ``params`` and run its own parameter check (one-line InputError)."""
+    from sbdbench.methods import make_method
+
+    try:
+        make_method(parse_method_spec(method)[0], **params)._check_params()
+    except InputError as exc:
+        raise InputError(f"method {method!r}: {exc}") from None
+
+
+def canonical_methods(methods: Sequence[str]) -> List[str]:
+    """Each spec in its canonical spelling (``pca:k=03`` → ``pca:k=3``), duplicates dropped, order kept."""
+    from sbdbench.bench.variants import canonical_spec
+    from sbdbench.methods import get_method_class
+
+    return list(dict.fromkeys(canonical_spec(m, get_method_class(parse_method_spec(m)[0])) for m in methods))
+
+
+def _require_items(value, what: str, example: str) -> None:
+    if value is not None and len(list(value)) == 0:
+        raise InputError(f"the list of {what} is empty: name at least one (e.g. {example}), or leave the option out for the default")
 
 
 def _artifact_digest(method: str, params: Dict[str, Any]) -> str:
@@ -235,49 +261,6 @@ def _cannot_start(method: str, device: str) -> Optional[str]:
     return None
 
 
-def _has_cells(ds, resolutions: Sequence[int], noise_levels: Sequence[float], noise: str) -> bool:
-    have = set(ds.resolutions("test"))
-    return all(int(n) in have and all(any(abs(s - x) < 1e-9 for x in ds.noise_levels(int(n), noise)) for s in noise_levels)
-               for n in resolutions)
-
-
-def _open_or_build(name: str, resolutions: Sequence[int], noise_levels: Sequence[float], noise: str,
-                   quick: bool, log: Callable[[str], None]):
-    """Open a dataset; the offline ``synth`` dataset is built (or completed) when it lacks default cells.
-
-    ``--quick`` builds only what it needs when nothing is there (the test shapes at its resolutions,
-    about a CPU-minute); otherwise the full default dataset is built (with the training family,
-    several CPU-minutes). Non-default resolutions or noise levels are never built implicitly.
-    """
-    from sbdbench.data.dataset import open_dataset
-    from sbdbench.paths import data_root
-
-    try:
-        ds = open_dataset(name)
-    except DataError:
-        if name != "synth":
-            raise
-        ds = None
-    if name != "synth" or (ds is not None and _has_cells(ds, resolutions, noise_levels, noise)):
-        return ds
-    buildable = (noise == GAUSSIAN and set(map(int, resolutions)) <= set(DEFAULT_RESOLUTIONS)
-                 and all(any(abs(s - d) < 1e-9 for d in DEFAULT_NOISE_LEVELS) for s in noise_levels))
-    if not buildable or (ds is not None and Path(ds.root).resolve() != data_root().resolve()):
-        if ds is None:
-            raise DataError("dataset 'synth' is absent (create it with `sbdbench fetch synth`)")
-        return ds  # build_grid names the missing cells
-    from sbdbench.data.synth import build_synth_dataset
-
-    if quick and ds is None:
-        log(f"building the synth test shapes at {', '.join(map(str, resolutions))} points "
-            "(about a CPU-minute; `sbdbench fetch synth` builds the full dataset)")
-        build_synth_dataset(resolutions=sorted(map(int, resolutions)), include_train=False, progress=False)
-    else:
-        log("building the synth dataset (several CPU-minutes, once)")
-        build_synth_dataset(progress=False)
-    return open_dataset(name)
-
-
 def build_grid(
     methods: Optional[Sequence[str]] = None,
     datasets: Optional[Sequence[str]] = None,
@@ -288,64 +271,91 @@ def build_grid(
     device: str = "cpu",
     metrics_device: Optional[str] = None,
     quick: bool = False,
+    build: bool = False,
     log: Callable[[str], None] = lambda msg: None,
 ) -> Grid:
     """The cells for the given choices; ``None`` means the default (or the ``quick`` subset).
 
-    Unknown methods or datasets and absent (N, σ) inputs are an :class:`InputError` /
-    :class:`DataError` before anything runs. The synth dataset is built when absent.
+    Empty lists, unknown methods or datasets, bad variant values, absent (N, σ) inputs and input files
+    that no longer match the dataset's manifest are an :class:`InputError` / :class:`DataError` before
+    anything runs. An absent synth dataset is built only with ``build`` (:mod:`sbdbench.bench.inputs`).
     """
-    from sbdbench.methods import available_methods
-
+    for value, what, example in ((methods, "methods", "--methods pca"), (datasets, "datasets", "--datasets synth"),
+                                 (resolutions, "resolutions", "--resolutions 10K"), (noise_levels, "noise levels", "--noise 1%")):
+        _require_items(value, what, example)
     grid = Grid()
-    known = available_methods()
-    if methods is None:
-        methods = methods_with_frozen_settings()
-        if quick:
-            left_out = [m for m in methods if m in QUICK_EXCLUDED]
-            methods = [m for m in methods if m not in QUICK_EXCLUDED]
-            if left_out:
-                grid.notes.append(f"--quick leaves out the slow method(s) {', '.join(left_out)}")
-        if not methods:
-            raise SbdbenchError(f"no method has frozen settings in {baselines_dir()} (pick methods with --methods)")
-        usable = []
-        for m in methods:  # a default method that cannot start here (e.g. weights not fetched) is skipped
-            problem = _cannot_start(m, device)
-            if problem:
-                grid.notes.append(f"skipped {m}: {problem}")
-            else:
-                usable.append(m)
-        methods = usable
-    else:
-        methods = list(dict.fromkeys(methods))
-        unknown = [m for m in methods if parse_method_spec(m)[0] not in known]
-        if unknown:
-            raise InputError(f"unknown method(s) {', '.join(unknown)} (available: {', '.join(known)})")
+    methods = _default_methods(grid, quick, device) if methods is None else _explicit_methods(methods)
     datasets = list(dict.fromkeys(datasets or DEFAULT_DATASETS))
     if resolutions is None:
         resolutions = QUICK_RESOLUTIONS if quick else DEFAULT_RESOLUTIONS
     if noise_levels is None:
         noise_levels = QUICK_NOISE_LEVELS if quick else DEFAULT_NOISE_LEVELS
-
     digests: Dict[Tuple[str, str], str] = {}
     for ds_name in datasets:
-        ds = _open_or_build(ds_name, resolutions, noise_levels, noise, quick, log)
-        have_res = ds.resolutions("test")
+        from sbdbench.bench.inputs import open_for_bench
+
+        ds = open_for_bench(ds_name, resolutions, noise_levels, noise, quick=quick, build=build, log=log)
         for n in resolutions:
-            if int(n) not in have_res:
-                raise DataError(f"dataset {ds_name!r} has no test clouds at {n} points (has: {', '.join(map(str, have_res)) or 'none'})")
-            have_sigma = ds.noise_levels(int(n), noise)
             for sigma in noise_levels:
-                if not any(abs(s - sigma) < 1e-9 for s in have_sigma):
-                    raise DataError(f"dataset {ds_name!r} has no {noise} noisy inputs at {n} points σ={sigma:g} "
-                                    f"(has: {', '.join(f'{s:g}' for s in have_sigma) or 'none'})")
-                data_hash = cell_data_hash(ds, int(n), float(sigma), noise)
+                data_hash = _checked_cell_data(ds, int(n), float(sigma), noise)
                 for m in methods:
-                    params = method_params(m, int(n), float(sigma), device)
-                    params_json = canonical_json(params)
-                    if (m, params_json) not in digests:  # hash each weights file once, not once per cell
-                        digests[(m, params_json)] = _artifact_digest(m, params)
-                    artifacts = digests[(m, params_json)]
-                    grid.cells.append(Cell(m, params_json, ds_name, str(ds.root), data_hash, int(n), float(sigma),
-                                           noise, device, artifacts, metrics_device or ""))
+                    grid.cells.append(_make_cell(m, ds, data_hash, int(n), float(sigma), noise, device,
+                                                 metrics_device, digests))
     return grid
+
+
+def _default_methods(grid: Grid, quick: bool, device: str) -> List[str]:
+    methods = methods_with_frozen_settings()
+    if quick:
+        left_out = [m for m in methods if m in QUICK_EXCLUDED]
+        methods = [m for m in methods if m not in QUICK_EXCLUDED]
+        if left_out:
+            grid.notes.append(f"--quick leaves out the slow method(s) {', '.join(left_out)}")
+    if not methods:
+        raise SbdbenchError(f"no method has frozen settings in {baselines_dir()} (pick methods with --methods)")
+    usable = []
+    for m in methods:  # a default method that cannot start here (e.g. weights not fetched) is skipped
+        problem = _cannot_start(m, device)
+        if problem:
+            grid.notes.append(f"skipped {m}: {problem}")
+        else:
+            usable.append(m)
+    return usable
+
+
+def _explicit_methods(methods: Sequence[str]) -> List[str]:
+    from sbdbench.methods import available_methods
+
+    known = available_methods()
+    unknown = [m for m in dict.fromkeys(methods) if parse_method_spec(m)[0] not in known]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(unknown)} (available: {', '.join(known)})")
+    return canonical_methods(methods)
+
+
+def _checked_cell_data(ds, n: int, sigma: float, noise: str) -> str:
+    """The cell's data hash, once its inputs exist and match the manifest (else a one-line DataError)."""
+    from sbdbench.bench.inputs import missing_hint
+    from sbdbench.data.integrity import check_cell_inputs
+
+    have_res = ds.resolutions("test")
+    if n not in have_res:
+        raise DataError(f"dataset {ds.name!r} has no test clouds at {n} points (has: {', '.join(map(str, have_res)) or 'none'})"
+                        + missing_hint(ds, [n], [sigma]))
+    have_sigma = ds.noise_levels(n, noise)
+    if not any(abs(s - sigma) < 1e-9 for s in have_sigma):
+        raise DataError(f"dataset {ds.name!r} has no {noise} noisy inputs at {n} points σ={sigma:g} "
+                        f"(has: {', '.join(f'{s:g}' for s in have_sigma) or 'none'})" + missing_hint(ds, [n], [sigma]))
+    check_cell_inputs(ds, n, sigma, noise)
+    return cell_data_hash(ds, n, sigma, noise)
+
+
+def _make_cell(m: str, ds, data_hash: str, n: int, sigma: float, noise: str, device: str,
+               metrics_device: Optional[str], digests: Dict[Tuple[str, str], str]) -> Cell:
+    params = method_params(m, n, sigma, device)
+    params_json = canonical_json(params)
+    if (m, params_json) not in digests:  # check and hash each weights file once, not once per cell
+        check_method_params(m, params)
+        digests[(m, params_json)] = _artifact_digest(m, params)
+    return Cell(m, params_json, ds.name, str(ds.root), data_hash, n, sigma, noise, device, digests[(m, params_json)],
+                metrics_device or "")

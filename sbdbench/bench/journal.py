@@ -16,9 +16,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+import math
+from typing import Dict, Iterable, List, Optional
 
 from sbdbench.bench.cell import RECORD_KEYS
+from sbdbench.errors import SbdbenchError
+
+#: metrics a journaled record must hold as finite numbers ≥ 0 (``peak_mem_mb`` may be missing: None)
+FINITE_KEYS = ("cd", "p2m", "p2m_pt3d", "hd", "seconds", "sigma")
 
 
 def journal_folder(db_path: str | os.PathLike) -> Path:
@@ -32,26 +37,48 @@ class CellJournal:
     def __init__(self, folder: str | os.PathLike, key: str):
         self.path = Path(folder) / f"{key}.jsonl"
         self.writable = True
+        self.dropped = 0  # invalid lines dropped by the last load()
+        self.problem = ""
 
     def load(self, shapes: Iterable[str]) -> Dict[str, dict]:
-        """Records already done, by shape, for the given shapes (a line cut short by a kill is ignored)."""
+        """Records already done, by shape, for the given shapes. A line cut short by a kill is ignored; a line
+        that parses but is not a valid record (a missing key, a non-finite metric...) is dropped, counted in
+        :attr:`dropped` (the first reason in :attr:`problem`) and removed from the file, so its shape runs again."""
         wanted = set(shapes)
         found: Dict[str, dict] = {}
+        self.dropped, self.problem = 0, ""
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except (FileNotFoundError, NotADirectoryError):
             return found
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             self.writable = False
             return found
+        kept = []
         for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:
+                continue  # cut short by a kill
+            problem = record_problem(record)
+            if problem:
+                self.dropped += 1
+                self.problem = self.problem or problem
                 continue
-            if isinstance(record, dict) and record.get("shape") in wanted and all(k in record for k in RECORD_KEYS):
+            kept.append(line)
+            if record["shape"] in wanted:
                 found[record["shape"]] = record
+        if self.dropped:
+            self._rewrite(kept)
         return found
+
+    def _rewrite(self, lines: List[str]) -> None:
+        from sbdbench.paths import atomic_write_text
+
+        try:
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in lines))
+        except (OSError, SbdbenchError):
+            self.writable = False
 
     def append(self, record: dict) -> None:
         """Add one finished shape (durably); journaling stops quietly if the folder is not writable."""
@@ -72,6 +99,25 @@ class CellJournal:
             self.path.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def record_problem(record) -> Optional[str]:
+    """Why a parsed journal line is not a usable per-shape record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object: {type(record).__name__}"
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(record["shape"], str) or not isinstance(record["category"], str):
+        return "shape and category must be strings"
+    for key in FINITE_KEYS:
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return f"shape {record['shape']!r}: {key} is {value!r}, not a finite number ≥ 0"
+    for key in ("n_points", "n_out"):
+        if isinstance(record[key], bool) or not isinstance(record[key], int) or record[key] < 1:
+            return f"shape {record['shape']!r}: {key} is {record[key]!r}, not a count"
+    return None
 
 
 def open_journal(folder: Optional[str], key: str) -> Optional[CellJournal]:

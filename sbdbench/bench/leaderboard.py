@@ -92,6 +92,7 @@ def leaderboard_table(runs: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
 def load_results(db: Optional[str | os.PathLike] = None) -> Tuple[pd.DataFrame, pd.DataFrame]:
     """``(runs, shapes)`` frames from the results database (a missing database is an error)."""
     with ResultsStore(db, create=False) as store:
+        store.check_types()
         return store.runs_frame(), store.shapes_frame()
 
 

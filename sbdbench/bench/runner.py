@@ -13,12 +13,14 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from sbdbench.bench.executors import CellOutcome, execute_cell, make_executor
+from sbdbench.bench.devices import check_devices
+from sbdbench.bench.executors import CellOutcome, check_executor_args, execute_cell, make_executor
 from sbdbench.bench.grid import GAUSSIAN, Cell, build_grid
 from sbdbench.bench.journal import CellJournal, journal_folder
-from sbdbench.bench.store import ResultsStore, current_run_info, utc_now
+from sbdbench.bench.store import ResultsStore, current_run_info, default_db_path, utc_now
 
 MAX_ATTEMPTS = 2  # a failing cell is retried once
 QUICK_WORKERS = 2  # --quick uses up to this many local processes unless --workers says otherwise
@@ -89,6 +91,9 @@ def run_cells(
                     outcome: CellOutcome = fut.result()
                 except Exception as exc:  # the worker itself died (killed, out of memory, lost)
                     outcome = CellOutcome(cell, error=f"worker failed: {type(exc).__name__}: {exc}", finished_at=utc_now())
+                if outcome.journal_dropped:
+                    log(f"warning: {cell.label}: dropped {outcome.journal_dropped} invalid journal line(s) "
+                        f"({outcome.journal_problem}); those shapes were run again")
                 if outcome.ok:
                     run_id = store.record_finished(cell, outcome.records, info=info, attempts=attempt,
                                                    started_at=first_start[cell.key], finished_at=outcome.finished_at,
@@ -136,6 +141,8 @@ def run_bench(
     scheduler: Optional[str] = None,
     db: Optional[str] = None,
     rerun: bool = False,
+    build: bool = False,
+    init_db: bool = False,
     log: Callable[[str], None] = lambda msg: None,
 ) -> BenchSummary:
     """Run the benchmark grid and store the results (the function behind ``sbdbench bench``).
@@ -152,18 +159,27 @@ def run_bench(
             ``workers=None`` is 1, or with ``quick`` one per core up to :data:`QUICK_WORKERS`.
         db: results database (default ``$SBDBENCH_HOME/results.db``).
         rerun: run finished cells again (the new run supersedes the old one in the leaderboard).
+        build: build the synth dataset when it is absent (it is never replaced or extended).
+        init_db: set up an existing empty (zero-byte) database file as a new results database.
         log: receives one line per event (the CLI prints them).
     """
     if workers is None:
         workers = min(QUICK_WORKERS, os.cpu_count() or 1) if quick else 1
-    store = ResultsStore(db)  # open (and check) the database before any work
+    check_executor_args(executor, workers, scheduler)
+    check_devices(device, metrics_device, local=not scheduler)
+    db_path = Path(db) if db is not None else default_db_path()
+    # an existing database is checked before any work; a new one is created only once the grid is valid
+    store = ResultsStore(db_path, init=init_db) if db_path.exists() else None
     try:
         grid = build_grid(methods, datasets, resolutions, noise_levels, noise=noise, device=device,
-                          metrics_device=metrics_device, quick=quick, log=log)
+                          metrics_device=metrics_device, quick=quick, build=build, log=log)
         for note in grid.notes:
             log(note)
+        if store is None:
+            store = ResultsStore(db_path, init=init_db)
         summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log)
         summary.notes = grid.notes
         return summary
     finally:
-        store.close()
+        if store is not None:
+            store.close()

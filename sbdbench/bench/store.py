@@ -149,18 +149,41 @@ def _finite_or_none(value) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
+def _stays_empty(path: Path, fresh_s: float = 10.0, wait_s: float = 3.0) -> bool:
+    """Whether ``path`` is an existing zero-byte file. A file created moments ago may be a database that a
+    concurrent bench is setting up (SQLite creates it empty, then writes its first page): wait for that."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if not path.is_file() or st.st_size > 0:
+            return False
+        if time.time() - st.st_mtime > fresh_s or time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)
+
+
 class ResultsStore:
     """Read and write the results database. Cheap to create; opens one connection per instance.
 
     Args:
         path: the database file (default ``$SBDBENCH_HOME/results.db``).
         create: create the file when absent (readers pass ``False`` and get a clear error instead).
+        init: set up an existing *empty* (zero-byte) file as a new database; without it such a file is
+            an error (an emptied database is more likely an accident than a fresh start).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True, init: bool = False):
         self.path = Path(path) if path is not None else default_db_path()
         if not self.path.exists() and not create:
             raise DataError(f"no results database at {self.path} (run `sbdbench bench` first, or pass --db)")
+        if not init and _stays_empty(self.path):
+            raise DataError(f"results database {self.path} is an empty file (0 bytes), not a database; it was left "
+                            f"untouched: `sbdbench bench --init-db` sets it up as a new one, or move it away")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -233,6 +256,15 @@ class ResultsStore:
         out = {status: n for status, n in runs}
         out["shapes"] = self._conn.execute("SELECT COUNT(*) FROM shapes").fetchone()[0]
         return out
+
+    def check_types(self) -> None:
+        """A one-line :class:`DataError` naming the first row whose numeric column holds something else
+        (e.g. text written by hand with the sqlite3 shell), before pandas meets it."""
+        from sbdbench.bench.store_checks import first_bad_value
+
+        bad = first_bad_value(self._conn)
+        if bad:
+            raise DataError(f"results database {self.path}: {bad}; fix or delete that row (nothing was written)")
 
     def runs_frame(self):
         """All runs as a pandas DataFrame (one row per run)."""

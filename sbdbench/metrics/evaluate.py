@@ -90,6 +90,7 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
         One row per shape: ``shape, category, n_points, n_out, cd, p2m, p2m_pt3d, hd`` (raw values).
     """
     from sbdbench.data.dataset import Dataset, open_dataset
+    from sbdbench.data.integrity import check_reference_files
     from sbdbench.io import read_points
 
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(str(dataset))
@@ -98,6 +99,7 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
         raise DataError(f"dataset {ds.name!r} has no shapes in split {split!r}")
     if int(n_points) not in ds.resolutions(split):
         raise DataError(f"dataset {ds.name!r} has no {int(n_points)}-point GT clouds in split {split!r} (available: {ds.resolutions(split) or 'none'})")
+    check_reference_files(ds, n_points, split)  # GT files changed since the build are refused, not scored
     preds = _match_predictions(Path(pred_dir), shapes)
     rows = []
     iterator = shapes
