@@ -29,7 +29,7 @@ from sbdbench.errors import DataError, InputError  # noqa: E402
 from sbdbench.io import read_mesh, read_points  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def _valid_files() -> dict:
@@ -163,7 +163,7 @@ METRIC_CHILD = textwrap.dedent("""
 
 def test_metrics_finite_or_input_error_under_a_memory_cap():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", METRIC_CHILD, "40"], capture_output=True, text=True, timeout=300, env=env)
+    res = subprocess.run([sys.executable, "-c", METRIC_CHILD, "25"], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0 and res.stdout.startswith("ok"), (res.stdout[-1000:], res.stderr[-3000:])
 
 
