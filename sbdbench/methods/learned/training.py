@@ -67,7 +67,7 @@ class TrainConfig:
 
 #: settings that may change between invocations of one run (budget, speed, where it runs); any other difference
 #: between the stored and the requested configuration means the folder holds another run.
-RESUMABLE_CHANGES = ("iterations", "time_limit_s", "threads", "device", "out_dir", "val_every", "checkpoint_every")
+RESUMABLE_CHANGES = ("iterations", "time_limit_s", "threads", "device", "out_dir", "val_every", "checkpoint_every", "validate_start")
 
 
 def config_differences(stored: Dict[str, Any], config: TrainConfig) -> List[str]:
@@ -203,7 +203,8 @@ def train(
         elif segments[-1][1] != config.iterations:
             segments.append([start_it, config.iterations])
             if config.lr_final is not None:
-                log(f"extending to {config.iterations} iterations: the cosine rate is re-stretched over the new total "
+                verb = "extending" if config.iterations > segments[-2][1] else "shortening"
+                log(f"{verb} the run to {config.iterations} iterations: the cosine rate is re-stretched over the new total "
                     f"(a warm restart at {learning_rate(config, start_it + 1):.3g})")
 
     def save_last(it: int) -> None:
