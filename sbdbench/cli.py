@@ -346,6 +346,8 @@ def methods_cmd(verbose: bool) -> None:
         if cls.summary:
             click.echo(f"    {cls.summary}")
         click.echo(f"    paper: {cls.paper}")
+        for weights, provenance in getattr(cls, "shipped_weights", dict)().items():
+            click.echo(f"    weights={weights}: {provenance}")
         params = ", ".join(f"{k}={v!r}" for k, v in cls.default_params().items())
         click.echo(f"    params: {params or '(none)'}")
         if verbose and cls.tuning_grid:

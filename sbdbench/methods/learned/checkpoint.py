@@ -66,11 +66,33 @@ def weights_digest(weights: str | Path, method: str = "score") -> str:
     return "sha256:" + sha256_file(resolve_weights(weights, method=method))[:16]
 
 
+def describe_weights(path: str | Path) -> str:
+    """One line on where a weights file came from, from its metadata: its start (random or the file it was
+    fine-tuned from, with that file's licence), data, loss and budget; a released file says so."""
+    try:
+        _, meta = load_checkpoint(path)
+    except DataError as exc:
+        return str(exc)
+    if "args" in meta and "config" not in meta:
+        return "a released checkpoint (not trained by sbdbench)"
+    config = meta.get("config", {})
+    start = meta.get("init_provenance") or ("fine-tuned from " + str(meta["init"]) if meta.get("init") else "trained from random weights")
+    loss = f", loss={meta['loss']}" if meta.get("loss") else ""
+    return (f"{start}; sbdbench recipe on {meta.get('dataset', '?')} train, {meta.get('iteration', '?')} of "
+            f"{config.get('iterations', '?')} iterations × {config.get('batch_size', '?')} patches{loss}, selected on val")
+
+
 class WeightsDigestMixin:
     """``artifact_digest`` of a learned method: the sha256 of the weights file its ``weights`` names."""
 
     def artifact_digest(self) -> str:
         return "weights=" + weights_digest(self.weights, method=self.name)
+
+    @classmethod
+    def shipped_weights(cls) -> Dict[str, str]:
+        """{name: provenance line} of the weights shipped for this method (``weights=project``, ``scratch``)."""
+        return {name: describe_weights(project_weights_path(cls.name, name)) for name in SHIPPED
+                if project_weights_path(cls.name, name).is_file()}
 
 
 def load_checkpoint(path: str | Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
