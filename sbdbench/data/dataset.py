@@ -69,9 +69,12 @@ class Dataset:
         if not self.manifest_path.is_file():
             return {}
         try:
-            return json.loads(self.manifest_path.read_text())
+            manifest = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError) as exc:
             raise DataError(f"{self.manifest_path}: unreadable manifest ({exc}); rebuild the dataset") from None
+        if not isinstance(manifest, dict):
+            raise DataError(f"{self.manifest_path}: not an sbdbench manifest (a JSON {type(manifest).__name__}, not an object); rebuild the dataset")
+        return manifest
 
     # --- what the dataset holds -------------------------------------------------------------
     def shapes(self, split: str = "test") -> List[str]:

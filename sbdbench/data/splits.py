@@ -237,10 +237,12 @@ def _clear_previous(ds: Dataset) -> None:
 
 
 def _read_manifest(ds: Dataset) -> Dict:
+    """The manifest as a dict; ``{}`` when unreadable or not a JSON object (``[]``, ``null``...)."""
     try:
-        return json.loads(ds.manifest_path.read_text())
+        manifest = json.loads(ds.manifest_path.read_text())
     except (OSError, ValueError):
         return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def covers(have: Dict, want: Dict) -> bool:
@@ -480,7 +482,7 @@ def verify_dataset(dataset: Dataset | str, *, root: Optional[Path] = None, raise
         path = ds.root / rel
         if not path.is_file():
             missing.append(rel)
-        elif sha256_file(path) != entry.get("sha256"):
+        elif not isinstance(entry, dict) or sha256_file(path) != entry.get("sha256"):
             mismatched.append(rel)
     report = VerifyReport(ds.name, len(manifest["files"]), missing, mismatched, files_digest(manifest))
     if raise_on_error and not report.ok:

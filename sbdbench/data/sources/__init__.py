@@ -95,7 +95,9 @@ def fetch(
         options=dict(options or {}),
         **({"log": log} if log is not None else {}),
     )
-    return _installer(card.kind)(ctx)
+    result = _installer(card.kind)(ctx)
+    ctx.commit_pins()  # only now, with the install validated, are first-use hashes recorded
+    return result
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,15 @@
 """Safe extraction of downloaded archives (zip, tar.*, single-file .gz).
 
 Every member is checked before anything is written: no absolute paths, no ``..`` components, no
-links pointing outside the destination, no device files, and a limit on the total extracted size
-(declared sizes are checked first, then the bytes actually written, so a lying header cannot
-fill the disk: archive bombs are refused). A refused archive raises :class:`DataError`; callers
-extract into a staging folder, so nothing half-extracted is ever installed.
+links pointing outside the destination, no device files, and limits on the whole archive: its
+total extracted size (``max_bytes``, from the card's ``extracted_size`` where it gives one) and
+its total compression ratio (at most :data:`MAX_RATIO`:1 once it holds more than 16 MiB), for
+zip, tar.* and single-file .gz alike. Declared sizes are checked first (a tar is scanned header by
+header and refused as soon as its running total is over the cap), then the bytes actually
+written, so a lying header cannot fill the disk: archive bombs are refused. A refused archive
+raises :class:`DataError`; callers extract into a staging folder, so nothing half-extracted is
+ever installed. :func:`safe_entry_name` checks names read from *inside* an archive (lists,
+indexes) before they are joined to a path.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Callable, List, Optional
 from sbdbench.errors import DataError
 
 DEFAULT_MAX_BYTES = 64 * 1024**3  # 64 GiB: more than any supported dataset, far less than a bomb
-MAX_RATIO = 200  # a large zip member (> 16 MiB) compressed more than 200:1 is treated as a bomb
+MAX_RATIO = 200  # an archive (or zip member) of more than 16 MiB expanding more than 200:1 is treated as a bomb
 RATIO_MIN_SIZE = 16 << 20
 _COPY_CHUNK = 1 << 20
 
@@ -54,6 +59,34 @@ def safe_member_name(name: str, archive: str) -> str:
     if any(p == ".." for p in parts):
         raise DataError(f"{archive}: refused: member {name!r} escapes the destination ('..')")
     return "/".join(parts)
+
+
+def safe_entry_name(name: str, where: str) -> str:
+    """A name read from inside a download (a list or index entry) that must stay one plain file name.
+
+    Refuses absolute paths, ``..``, path separators, drive letters and control characters, so that
+    joining it to a folder cannot reach outside that folder.
+    """
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or name[1:2] == ":"
+           or any(ord(c) < 32 for c in name))
+    if bad:
+        raise DataError(f"{where}: refused: entry {name!r} is not a plain file name (absolute path, '..' or a separator)")
+    return name
+
+
+def limit_for(spec) -> int:
+    """``max_bytes`` for a card file: its ``extracted_size`` (bytes, whole archive) + 25 % + 1 MiB, else the default."""
+    declared = spec.get("extracted_size") if spec is not None else None
+    if declared is None:
+        return DEFAULT_MAX_BYTES
+    if not isinstance(declared, int) or isinstance(declared, bool) or declared <= 0:
+        raise DataError(f"card file {spec.name}: extracted_size must be a positive integer (bytes), got {declared!r}")
+    return min(DEFAULT_MAX_BYTES, declared + declared // 4 + (1 << 20))
+
+
+def ratio_cap(archive: Path, max_bytes: int) -> int:
+    """The most bytes ``archive`` may expand to: ``max_bytes``, and at most MAX_RATIO × its size (never below 16 MiB)."""
+    return min(max_bytes, max(RATIO_MIN_SIZE, MAX_RATIO * archive.stat().st_size))
 
 
 def extract(
@@ -94,6 +127,9 @@ def extract(
 def _check_total(total: int, max_bytes: int, archive: Path) -> None:
     if total > max_bytes:
         raise DataError(f"{archive.name}: refused: it would extract to more than {max_bytes} bytes (archive bomb or unexpected content)")
+    size = max(archive.stat().st_size, 1)
+    if total > ratio_cap(archive, max_bytes):
+        raise DataError(f"{archive.name}: refused: {size} bytes that would expand to {total} ({total // size}:1, over {MAX_RATIO}:1; archive bomb?)")
 
 
 def _copy_limited(src, dst_path: Path, budget: List[int], archive: Path) -> None:
@@ -120,10 +156,9 @@ def _extract_zip(archive: Path, dest: Path, members: Optional[MemberFilter], max
                 raise DataError(f"{archive.name}: refused: member {info.filename!r} is a symbolic link")
             if info.compress_size and info.file_size / max(info.compress_size, 1) > MAX_RATIO and info.file_size > RATIO_MIN_SIZE:
                 raise DataError(f"{archive.name}: refused: member {info.filename!r} is compressed {info.file_size // info.compress_size}:1 (archive bomb?)")
-            if members is None or members(name):
-                total += info.file_size
+            total += info.file_size
         _check_total(total, max_bytes, archive)
-        budget = [max_bytes]
+        budget = [ratio_cap(archive, max_bytes)]
         for info in infos:
             name = safe_member_name(info.filename, archive.name)
             if not name or (members is not None and not members(name)):
@@ -142,8 +177,7 @@ def _extract_zip(archive: Path, dest: Path, members: Optional[MemberFilter], max
 def _extract_tar(archive: Path, dest: Path, members: Optional[MemberFilter], max_bytes: int) -> List[str]:
     out = []
     with tarfile.open(archive, mode="r:*") as tf:
-        infos = tf.getmembers()
-        total = 0
+        infos = _scan_tar(tf, archive, max_bytes)
         for info in infos:
             name = safe_member_name(info.name, archive.name)
             if info.issym() or info.islnk():
@@ -154,10 +188,7 @@ def _extract_tar(archive: Path, dest: Path, members: Optional[MemberFilter], max
                     raise DataError(f"{archive.name}: refused: link {info.name!r} -> {info.linkname!r} points outside the destination")
             elif not (info.isfile() or info.isdir()):
                 raise DataError(f"{archive.name}: refused: member {info.name!r} is a device or special file")
-            if info.isfile() and (members is None or members(name)):
-                total += info.size
-        _check_total(total, max_bytes, archive)
-        budget = [max_bytes]
+        budget = [ratio_cap(archive, max_bytes)]
         links = []
         for info in infos:
             name = safe_member_name(info.name, archive.name)
@@ -186,9 +217,21 @@ def _extract_tar(archive: Path, dest: Path, members: Optional[MemberFilter], max
     return out
 
 
+def _scan_tar(tf: tarfile.TarFile, archive: Path, max_bytes: int) -> List[tarfile.TarInfo]:
+    """Every member's header, refusing the archive as soon as the declared sizes pass the caps
+    (so a compressed bomb is not decompressed to its end just to be measured)."""
+    infos, total = [], 0
+    for info in tf:
+        infos.append(info)
+        if info.isfile():
+            total += info.size
+            _check_total(total, max_bytes, archive)
+    return infos
+
+
 def _extract_gz(archive: Path, dest: Path, name: str, max_bytes: int) -> List[str]:
     name = safe_member_name(name, archive.name)
-    budget = [max_bytes]
+    budget = [ratio_cap(archive, max_bytes)]
     with gzip.open(archive, "rb") as src:
         _copy_limited(src, dest / name, budget, archive)
     return [name]

@@ -22,6 +22,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from sbdbench.data.sources.cards import Card, FileSpec
 from sbdbench.data.sources.gdrive import DOCS_BASE, DRIVE_BASE, USERCONTENT_BASE, DriveClient
+from sbdbench.data.sources.guards import check_options, check_source_path, looks_wrong
 from sbdbench.data.sources.http import Downloader, human_size
 from sbdbench.paths import sha256_file
 from sbdbench.data.sources.lockfile import LockFile
@@ -79,14 +80,11 @@ class FetchContext:
             self.downloader = Downloader(progress=self.progress)
         if self.lock is None:
             self.lock = LockFile()
+        self.pins: Dict[str, tuple] = {}  # sha256 of unpublished files, written to the lock once installed
         if self.source_path is not None:
             self.source_path = Path(self.source_path).expanduser()
-            if not self.source_path.exists():
-                raise DataError(f"--from {self.source_path}: no such file or folder")
-        allowed = set(self.card.options) | set(BUILD_OPTION_NAMES)
-        unknown = sorted(set(self.options) - allowed)
-        if unknown and self.card.kind != "synth":  # synth checks its options against its builder
-            raise DataError(f"{self.card.name}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed)) or 'none'})")
+            check_source_path(self.card, self.source_path)
+        check_options(self.card, self.options, BUILD_OPTION_NAMES)
         merged = dict(self.card.options)
         merged.update({k: v for k, v in self.options.items() if v is not None})
         self.options = merged
@@ -111,14 +109,21 @@ class FetchContext:
         return f"{self.card.cache}/{spec.name}"
 
     def expected_sha256(self, spec: FileSpec) -> Optional[str]:
-        return spec.sha256 or self.lock.sha256(self.lock_key(spec))
+        pinned = self.pins.get(self.lock_key(spec))
+        return spec.sha256 or (pinned[0] if pinned else None) or self.lock.sha256(self.lock_key(spec))
+
+    def _repinnable(self, spec: FileSpec) -> bool:
+        """--force may replace a lock entry recorded without validation (before it existed, or by hand)."""
+        entry = self.lock.get(self.lock_key(spec)) if self.force and spec.sha256 is None else None
+        return bool(entry) and not entry.get("validated")
 
     def get_file(self, spec: FileSpec, dest: Optional[Path] = None) -> Path:
         """A verified local copy of ``spec`` (cached under ``$SBDBENCH_HOME/downloads/<cache>/``)."""
-        expected = self.expected_sha256(spec)
+        expected = None if self._repinnable(spec) else self.expected_sha256(spec)
         local = self._from_source_path(spec)
         if local is not None:
             digest = self._verify_local(local, spec, expected)
+            self._check_content(local, spec, expected, f"--from {local}")
             self._remember(spec, digest, local.stat().st_size, f"file://{local}", expected)
             return local
         if spec.host == "local":
@@ -129,20 +134,35 @@ class FetchContext:
                 dest.with_name(dest.name + ".part").unlink()
         elif dest.is_file():
             digest = sha256_file(dest)
-            if expected is None or digest == expected:
+            if digest == expected if expected else not looks_wrong(dest, spec.name):
                 self._remember(spec, digest, dest.stat().st_size, "cache", expected)
                 return dest
-            self.log(f"{dest.name}: the cached copy does not match its sha256; downloading it again")
+            self.log(f"{dest.name}: the cached copy {'does not match its sha256' if expected else 'is not a valid download'}; downloading it again")
             dest.unlink()
         digest, url = self._download(spec, dest, expected)
+        self._check_content(dest, spec, expected, f"{spec.name} from {url}", delete=True)
         self._remember(spec, digest, dest.stat().st_size, url, expected)
         return dest
+
+    def _check_content(self, path: Path, spec: FileSpec, expected: Optional[str], what: str, delete: bool = False) -> None:
+        """A file without a known sha256 must look right before it is used (and pinned); a bad download is deleted."""
+        why = looks_wrong(path, spec.name) if expected is None else ""
+        if not why:
+            return
+        if delete:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        tail = "the download was deleted; nothing was recorded or installed (rerun, or try --mirror URL)" if delete else \
+            "not the right file; nothing was recorded or installed"
+        raise DataError(f"{what}: {why}, so not {spec.name}; {tail}")
 
     def _from_source_path(self, spec: FileSpec) -> Optional[Path]:
         if self.source_path is None:
             return None
         if self.source_path.is_dir():
             candidate = self.source_path / spec.name
+            if not candidate.is_file() and not spec.optional:
+                self.log(f"{spec.name}: not in --from {self.source_path}; downloading it")
             return candidate if candidate.is_file() else None
         required = [f for f in self.card.files if not f.optional]
         if len(required) == 1 and spec is required[0]:
@@ -159,8 +179,18 @@ class FetchContext:
 
     def _remember(self, spec: FileSpec, digest: str, size: int, url: str, expected: Optional[str]) -> None:
         if spec.sha256 is None and expected is None:
-            self.lock.record(self.lock_key(spec), digest, size, url)
-            self.log(f"{spec.name}: no published checksum; recorded sha256 {digest[:16]}… in {self.lock.path} (checked on every later download)")
+            self.pins[self.lock_key(spec)] = (digest, size, url, spec.name)
+
+    def commit_pins(self) -> None:
+        """Record the sha256 of the unpublished files of a successful install in the lock file."""
+        for key, (digest, size, url, name) in self.pins.items():
+            old = self.lock.sha256(key)
+            self.lock.record(key, digest, size, url, validated=True)
+            if old and old != digest:
+                self.log(f"{name}: --force re-pinned sha256 {old[:16]}… → {digest[:16]}… in {self.lock.path} (the old entry was recorded without validation)")
+            elif not old:
+                self.log(f"{name}: no published checksum; recorded sha256 {digest[:16]}… in {self.lock.path} (checked on every later download)")
+        self.pins.clear()
 
     def _candidates(self, spec: FileSpec) -> List[tuple]:
         """(label, callable(dest, expected) -> (sha256, url)) in the order to try."""
@@ -262,17 +292,19 @@ class FetchContext:
             manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
         except (OSError, ValueError):
             manifest = {}
+        manifest = manifest if isinstance(manifest, dict) else {}  # `[]` or `null`: not ours
         prov = manifest.get("provenance") if isinstance(manifest.get("provenance"), dict) else {}
         hint = f"rerun with --force to replace it (`sbdbench fetch {self.card.name} --force`)"
         if prov.get("card") != self.card.name:
             raise DataError(f"dataset {name!r} already exists at {ds_dir} with different contents (not installed by `sbdbench fetch {self.card.name}`); {hint}")
-        for fname, digest in prov.get("downloads", {}).items():
+        for fname, digest in (prov.get("downloads") if isinstance(prov.get("downloads"), dict) else {}).items():
             spec = next((f for f in self.card.files if f.name == fname), None)
             want = self.expected_sha256(spec) if spec is not None else None
             if want and digest and digest != want:
                 raise DataError(f"dataset {name!r} at {ds_dir} was built from a different {fname} (sha256 {digest[:12]}…, expected {want[:12]}…); {hint}")
         if "options" in prov and _jsonable(prov["options"]) != _jsonable(self.options):
-            changed = sorted(k for k in set(prov["options"]) | set(self.options) if _jsonable(prov["options"].get(k)) != _jsonable(self.options.get(k)))
+            had = prov["options"] if isinstance(prov["options"], dict) else {}
+            changed = sorted(k for k in set(had) | set(self.options) if _jsonable(had.get(k)) != _jsonable(self.options.get(k))) or ["options"]
             raise DataError(f"dataset {name!r} at {ds_dir} was built with other options ({', '.join(changed)}); {hint}")
         files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
         for rel, entry in files.items():
@@ -305,6 +337,7 @@ class FetchContext:
         if manifest_path.is_file():  # written by sbdbench.data.splits.build_dataset
             with contextlib.suppress(OSError, ValueError):
                 manifest = json.loads(manifest_path.read_text())
+            manifest = manifest if isinstance(manifest, dict) else {}
         try:
             from sbdbench.data.splits import MANIFEST_FORMAT
 

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Dict
 
-from sbdbench.data.sources.archives import extract
+from sbdbench.data.sources.archives import extract, limit_for
 from sbdbench.data.sources.context import FetchContext, FetchResult
 from sbdbench.data.dataset import sigma_label
 from sbdbench.errors import DataError
@@ -52,12 +52,12 @@ def install(ctx: FetchContext) -> FetchResult:
         spec = next((f for f in card.files if f.get("role") == role), None)
         if spec is None:
             raise DataError(f"card {card.name}: no file with role {role!r}")
-        files[role] = ctx.get_file(spec)
+        files[role] = (ctx.get_file(spec), spec)
         downloads[spec.name] = ctx.expected_sha256(spec)
     with ctx.staging() as staging:
         raw = staging / "raw"
-        for path in files.values():
-            extract(path, raw, members=lambda n: n.endswith(".xyz"))
+        for path, spec in files.values():
+            extract(path, raw, members=lambda n: n.endswith(".xyz"), max_bytes=limit_for(spec))
         gt_dirs = [p for p in raw.rglob("*") if p.is_dir() and _GT_DIR.match(p.name)]
         noisy_dirs = [p for p in raw.rglob("*") if p.is_dir() and _NOISY_DIR.match(p.name)]
         if not gt_dirs or not noisy_dirs:

@@ -2,6 +2,9 @@
 
 The first verified download of a file records its sha256 and size in ``$SBDBENCH_HOME/downloads.lock.json``;
 every later download (or reuse of a cached file) must match it. A card's own sha256 always wins.
+A hash is recorded only after the install it came with succeeded (the file was validated), and
+the entry says so (``"validated": true``); ``fetch --force`` may replace an entry without that mark
+(recorded by an older sbdbench, possibly from an error page), and says so.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ class LockFile:
         entry = self.get(key)
         return entry.get("sha256") if entry else None
 
-    def record(self, key: str, sha256: str, size: int, url: str = "") -> None:
+    def record(self, key: str, sha256: str, size: int, url: str = "", *, validated: bool = False) -> None:
         data = self._load()
         data[key] = {
             "sha256": sha256,
             "size": int(size),
             "url": url,
             "recorded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **({"validated": True} if validated else {}),
         }
         atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from sbdbench.data.sources.archives import archive_kind, extract
+from sbdbench.data.sources.archives import archive_kind, extract, limit_for, safe_member_name
 from sbdbench.data.sources.context import BUILD_OPTION_NAMES, FetchContext, FetchResult
 from sbdbench.errors import DataError, InputError
 
@@ -78,10 +78,10 @@ def install_stanford(ctx: FetchContext) -> FetchResult:
             member = spec.get("member")
             out = raw / spec.get("model")
             if archive_kind(archive) == "gz":
-                extract(archive, out, gz_name=Path(member or spec.name[:-3]).name)
+                extract(archive, out, gz_name=Path(member or spec.name[:-3]).name, max_bytes=limit_for(spec))
                 mesh_path = out / Path(member or spec.name[:-3]).name
             else:
-                extract(archive, out, members=lambda n, m=member: n == m)
+                extract(archive, out, members=lambda n, m=member: n == m, max_bytes=limit_for(spec))
                 mesh_path = out / member
             if not mesh_path.is_file():
                 raise DataError(f"stanford: {archive.name} has no member {member!r} (the archive changed?)")
@@ -141,7 +141,8 @@ def install_thingi10k(ctx: FetchContext) -> FetchResult:
     meshes: Dict[str, Mesh] = {}
     with ctx.staging() as staging:
         raw = staging / "raw"
-        extract(role["meshes"], raw, members=lambda n: n.endswith(".npz") and Path(n).stem in ids)
+        mesh_spec = next(f for f in card.files if f.get("role") == "meshes")
+        extract(role["meshes"], raw, members=lambda n: n.endswith(".npz") and Path(n).stem in ids, max_bytes=limit_for(mesh_spec))
         found = {p.stem: p for p in raw.rglob("*.npz")}
         for fid, _ in chosen:
             path = found.get(str(fid))
@@ -201,6 +202,7 @@ def install_modelnet40(ctx: FetchContext) -> FetchResult:
     with zipfile.ZipFile(archive) as zf:
         by_class: Dict[str, List[str]] = {}
         for member in zf.namelist():
+            member = safe_member_name(member, archive.name)  # the name extract() gives it
             match = pattern.match(member)
             if match and (not classes or match.group(1) in classes):
                 by_class.setdefault(match.group(1), []).append(member)
@@ -209,7 +211,7 @@ def install_modelnet40(ctx: FetchContext) -> FetchResult:
         raise DataError(f"modelnet40: no OFF file under ModelNet40/<class>/{split}/ in {archive.name}")
     with ctx.staging() as staging:
         raw = staging / "raw"
-        extract(archive, raw, members=lambda n: n in chosen)
+        extract(archive, raw, members=lambda n: n in chosen, max_bytes=limit_for(spec))
         meshes: Dict[str, Mesh] = {}
         categories = {}
         for member in sorted(chosen):

@@ -11,7 +11,9 @@ unit sphere: numbers are not comparable across the two sets). Layout produced (t
     examples/pointcleannet_<N>_poisson_<σ>/<base>.xyz                  white noise
     examples/pointcleannet_<N>_poisson_brown_<σ>/<base>.xyz            brown noise
 
-``<N>`` is the point count of the clean file. Entries without ``_noise_`` are clean-only.
+``<N>`` is the point count of the clean file. Entries without ``_noise_`` are clean-only. The
+names in the lists come from the download, so each must be a plain file name (no path, no ``..``):
+anything else refuses the archive.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Dict
 
 from sbdbench.data.dataset import sigma_label
-from sbdbench.data.sources.archives import extract
+from sbdbench.data.sources.archives import extract, limit_for, safe_entry_name
 from sbdbench.data.sources.context import FetchContext, FetchResult
 from sbdbench.data.sources.dmr import count_points
 from sbdbench.errors import DataError
@@ -43,7 +45,10 @@ def parse_entry(entry: str):
 def install(ctx: FetchContext) -> FetchResult:
     card = ctx.card
     name = card.options.get("dataset", card.name)
-    splits = list(card.options.get("splits", ["test"]))
+    splits = list(ctx.options.get("splits") or ["test"])
+    unknown = [s for s in splits if s not in LISTS]
+    if unknown:
+        raise DataError(f"pointcleannet: unknown split(s) {', '.join(map(str, unknown))} (known: {', '.join(LISTS)})")
     present = ctx.present(name)
     if present is not None:
         return present
@@ -52,7 +57,7 @@ def install(ctx: FetchContext) -> FetchResult:
     downloads = {spec.name: ctx.expected_sha256(spec)}
     with ctx.staging() as staging:
         raw = staging / "raw"
-        extract(archive, raw, members=lambda n: n.endswith((".xyz", ".clean_xyz", ".txt")) or "/" not in n)
+        extract(archive, raw, members=lambda n: n.endswith((".xyz", ".clean_xyz", ".txt")) or "/" not in n, max_bytes=limit_for(spec))
         lists = list(raw.rglob(LISTS["test"]))
         if not lists:
             raise DataError(f"{archive.name}: no {LISTS['test']} inside (unexpected layout; is it pointCleanNetDataset.tar.gz?)")
@@ -61,10 +66,24 @@ def install(ctx: FetchContext) -> FetchResult:
             list_file = root / LISTS[split]
             if not list_file.is_file():
                 raise DataError(f"{archive.name}: no {LISTS[split]} for split {split!r}")
-            entries = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            entries = read_list(list_file)
             _convert(root, entries, staging, name, split)
         shutil.rmtree(raw, ignore_errors=True)
         return ctx.install_dataset(staging, name, downloads, extra={"note": card.options.get("note", "")})
+
+
+def read_list(list_file: Path) -> list:
+    """The entries of a shape list, each checked to be a plain file name (and its base shape too)."""
+    where = f"pointCleanNetDataset/{list_file.name}"
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not a text file (unexpected archive content)") from None
+    entries = [line.strip() for line in lines if line.strip()]
+    for entry in entries:
+        safe_entry_name(entry, where)
+        safe_entry_name(parse_entry(entry)[0], where)
+    return entries
 
 
 def _convert(root: Path, entries, staging: Path, name: str, split: str) -> None:

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List
 
-from sbdbench.data.sources.archives import archive_kind, extract
+from sbdbench.data.sources.archives import archive_kind, extract, limit_for, safe_member_name
 from sbdbench.data.sources.context import FetchContext, FetchResult
 from sbdbench.errors import DataError
 
@@ -30,8 +30,9 @@ def _zip_prefix(zip_path: Path, folder: str) -> str:
     with zipfile.ZipFile(zip_path) as zf:
         for name in zf.namelist():
             match = re.match(rf"^(.*?){re.escape(folder)}/(pointclouds|meshes)/", name.replace("\\", "/"))
-            if match:
-                return match.group(1)
+            if match:  # checked like a member name: the prefix is joined to the extraction folder
+                prefix = safe_member_name(match.group(1), zip_path.name)
+                return prefix + "/" if prefix else ""
     raise DataError(f"{zip_path.name} holds no {folder}/pointclouds or {folder}/meshes folder (unexpected layout; was the right file downloaded?)")
 
 
@@ -52,7 +53,7 @@ def install(ctx: FetchContext) -> FetchResult:
     wanted_examples = f"{prefix}examples/{folder}_"
     with ctx.staging() as staging:
         raw = staging / "raw"
-        extract(data_zip, raw, members=lambda n: n.startswith(wanted_dir) or n.startswith(wanted_examples))
+        extract(data_zip, raw, members=lambda n: n.startswith(wanted_dir) or n.startswith(wanted_examples), max_bytes=limit_for(data_spec))
         os.replace(raw / prefix / folder, staging / name)
         examples_src = raw / prefix / "examples"
         if examples_src.is_dir():
@@ -63,12 +64,12 @@ def install(ctx: FetchContext) -> FetchResult:
         for spec in mesh_specs:
             mesh_file = ctx.get_file(spec)
             downloads[spec.name] = ctx.expected_sha256(spec)
-            _add_meshes(mesh_file, staging / "raw-meshes", staging / name, split=card.options.get("mesh_split", "test"))
+            _add_meshes(mesh_file, staging / "raw-meshes", staging / name, split=card.options.get("mesh_split", "test"), max_bytes=limit_for(spec))
         shutil.rmtree(raw, ignore_errors=True)
         return ctx.install_dataset(staging, name, downloads)
 
 
-def _add_meshes(archive: Path, scratch: Path, dataset_dir: Path, split: str) -> None:
+def _add_meshes(archive: Path, scratch: Path, dataset_dir: Path, split: str, max_bytes: int) -> None:
     """Put meshes whose names match the split's clouds into ``meshes/<split>/<shape>.off``."""
     from sbdbench.io import read_mesh, write_mesh
 
@@ -80,7 +81,7 @@ def _add_meshes(archive: Path, scratch: Path, dataset_dir: Path, split: str) -> 
     missing = shapes - have
     if not missing:
         return
-    extract(archive, scratch, members=lambda n: n.lower().endswith(MESH_SUFFIXES))
+    extract(archive, scratch, members=lambda n: n.lower().endswith(MESH_SUFFIXES), max_bytes=max_bytes)
     found: Dict[str, Path] = {}
     for path in sorted(scratch.rglob("*")):
         if path.suffix.lower() in MESH_SUFFIXES and path.stem in missing and path.stem not in found:
