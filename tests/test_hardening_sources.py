@@ -205,7 +205,7 @@ def test_w4_a_mirror_answering_200_with_junk_pins_nothing(tmp_path, sbd_home, bo
     good = _zip(tmp_path / "good.zip", PUNET_MEMBERS).read_bytes()
     with LoopbackServer() as srv:
         srv.add_file("/mirror/data.zip", body)  # served as application/octet-stream, status 200
-        with pytest.raises(DataError, match="so not data.zip; the download was deleted; nothing was recorded") as info:
+        with pytest.raises(DataError, match="so it cannot be data.zip; the download was deleted; nothing was recorded") as info:
             _fetch("punet", mirror=srv.url("/mirror"))
         assert "\n" not in str(info.value)
         _assert_nothing_installed(sbd_home)

@@ -153,8 +153,8 @@ class FetchContext:
             with contextlib.suppress(OSError):
                 path.unlink()
         tail = "the download was deleted; nothing was recorded or installed (rerun, or try --mirror URL)" if delete else \
-            "not the right file; nothing was recorded or installed"
-        raise DataError(f"{what}: {why}, so not {spec.name}; {tail}")
+            "nothing was recorded or installed"
+        raise DataError(f"{what}: {why}, so it cannot be {spec.name}; {tail}")
 
     def _from_source_path(self, spec: FileSpec) -> Optional[Path]:
         if self.source_path is None:

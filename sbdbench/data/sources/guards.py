@@ -69,7 +69,7 @@ def looks_wrong(path: Path, spec_name: str) -> str:
     with open(path, "rb") as fh:
         head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith(_HTML_STARTS) and not spec_name.lower().endswith((".html", ".htm", ".xml")):
-        return "a web page (HTML), not the file"
+        return "a web page (HTML)"
     if spec_name.lower().endswith(ARCHIVE_SUFFIXES):
         try:
             archive_kind(path)
