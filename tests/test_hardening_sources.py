@@ -323,3 +323,19 @@ def test_from_on_the_offline_synth_is_refused(tmp_path, sbd_home):
 
 def test_from_a_missing_path_still_says_no_such_file(tmp_path, sbd_home):
     assert "no such file or folder" in _cli_error("fetch", "punet", "--from", str(tmp_path / "nope.zip"))
+
+
+# --- metadata read from inside a download ---------------------------------------------------------------
+@pytest.mark.parametrize("faces, options", [("many", {}), ("2000", {"max_shapes": "abc"})])
+def test_malformed_thingi10k_metadata_is_one_line(tmp_path, sbd_home, faces, options):
+    folder = tmp_path / "thingi"
+    folder.mkdir()
+    _tar(folder / "Thingi10K_npz.tar.gz", {"npz/1.npz": b"x"})
+    (folder / "geometry_data.csv").write_text(
+        f"file_id,num_boundary_edges,edge_manifold,num_connected_components,num_faces\n1,0,1,1,{faces}\n")
+    (folder / "input_summary.csv").write_text("ID,Thing ID\n1,7\n")
+    (folder / "contextual_data.csv").write_text("Thing ID,License\n7,Creative Commons - Attribution\n")
+    with pytest.raises(DataError, match="thingi10k: cannot select models from the metadata CSVs") as info:
+        _fetch("thingi10k", source_path=folder, options=options)
+    assert "\n" not in str(info.value)
+    _assert_nothing_installed(sbd_home)

@@ -134,7 +134,10 @@ def install_thingi10k(ctx: FetchContext) -> FetchResult:
         return present
     paths, downloads = _get_all(ctx, [f for f in card.files if not f.optional])
     role = {f.get("role"): paths[f.name] for f in card.files if not f.optional}
-    chosen = select_thingi10k(role["geometry"], role["summary"], role["contextual"], ctx.options)
+    try:
+        chosen = select_thingi10k(role["geometry"], role["summary"], role["contextual"], ctx.options)
+    except (ValueError, TypeError, KeyError) as exc:  # a malformed CSV or option value (pandas' errors)
+        raise DataError(f"thingi10k: cannot select models from the metadata CSVs ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not chosen:
         raise DataError("thingi10k: no model passes the licence/watertightness filters of the card")
     ids = {str(fid) for fid, _ in chosen}
