@@ -2,27 +2,37 @@
 
 Normalisation follows ScoreDenoise exactly: centre = bounding-box centre, scale = maximum distance
 of a point to that centre. numpy arrays in, numpy arrays out; the torch versions used by learned
-methods live next to them and never move data between devices.
+methods live next to them, import torch only when called (classical commands never load it) and never
+move data between devices.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import sys
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
-import torch
 from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported only by the torch functions below (classical paths never load it)
+    import torch
 
 
 #: the largest coordinate magnitude accepted anywhere: far below the ~1e154 where squared distances overflow
 MAX_ABS_COORD = 1e100
 
 
+def _is_tensor(values) -> bool:
+    """A torch tensor? Without importing torch: no tensor can exist before torch is imported."""
+    torch_mod = sys.modules.get("torch")
+    return torch_mod is not None and isinstance(values, torch_mod.Tensor)
+
+
 def _as_real_array(values, name: str, what: str, dtype=np.float64) -> np.ndarray:
     """``np.asarray(values, dtype)`` that refuses complex, boolean, string and object data in one line."""
-    if isinstance(values, torch.Tensor):
+    if _is_tensor(values):
         values = values.detach().cpu().numpy()
     raw = np.asarray(values) if not isinstance(values, np.ndarray) else values
     if np.iscomplexobj(raw):
@@ -68,7 +78,7 @@ def check_points(points, name: str = "points", dtype=np.float64) -> np.ndarray:
 
 def _check_faces(faces, n_verts: int, name: str) -> np.ndarray:
     try:
-        f = np.asarray(faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else faces)
+        f = np.asarray(faces.detach().cpu().numpy() if _is_tensor(faces) else faces)
     except Exception as exc:
         raise InputError(f"{name}: faces are not an array ({type(exc).__name__})") from None
     if f.size == 0:
@@ -168,6 +178,8 @@ def farthest_point_sampling(points: torch.Tensor, n_samples: int, start: int = 0
     than the current largest distance can change, and a KD-tree finds exactly those (same result as
     the plain loop, which is used on other devices).
     """
+    import torch
+
     n = points.shape[0]
     n_samples = int(min(n_samples, n))
     if n_samples <= 0:
@@ -181,6 +193,8 @@ def farthest_point_sampling(points: torch.Tensor, n_samples: int, start: int = 0
 
 def _fps_torch(points: torch.Tensor, n_samples: int, start: int) -> torch.Tensor:
     """The plain FPS loop (any device)."""
+    import torch
+
     out = torch.empty(n_samples, dtype=torch.long, device=points.device)
     dist = torch.full((points.shape[0],), float("inf"), dtype=points.dtype, device=points.device)
     idx = torch.tensor(start, device=points.device)

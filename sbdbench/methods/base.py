@@ -26,7 +26,8 @@ from sbdbench.geometry import check_points, denormalize_unit_sphere, normalize_u
 ENTRY_POINT_GROUP = "sbdbench.methods"
 
 # Modules whose import registers the built-in methods. Listed here (not imported at start-up) so that
-# `import sbdbench` stays fast and a broken optional method never blocks the others.
+# `import sbdbench` stays fast and a broken optional method never blocks the others. The first (classical,
+# numpy/scipy only) is imported on its own by `get_method_class`; the learned family imports torch.
 BUILTIN_MODULES = (
     "sbdbench.methods.classical",
     "sbdbench.methods.learned",
@@ -157,6 +158,7 @@ def check_noise_level(noise_level) -> Optional[float]:
 _REGISTRY: Dict[str, Type[Denoiser]] = {}
 _LOADED = False
 _LOAD_ERRORS: Dict[str, str] = {}
+_IMPORTED: set = set()
 
 
 def register(cls: Type[Denoiser]) -> Type[Denoiser]:
@@ -172,20 +174,27 @@ def register(cls: Type[Denoiser]) -> Type[Denoiser]:
     return cls
 
 
+def _import_builtin(module: str) -> None:
+    """Import one built-in family once; a failure is recorded (shown by ``sbdbench methods``), not raised."""
+    if module in _IMPORTED:
+        return
+    _IMPORTED.add(module)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not (exc.name and exc.name.startswith(module)):  # else: that family is not part of this build
+            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a broken plug-in must not hide the other methods
+        _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+
+
 def _load_all() -> None:
     global _LOADED
     if _LOADED:
         return
     _LOADED = True
     for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(module):
-                continue  # that family of methods is not part of this build
-            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # a broken plug-in must not hide the other methods
-            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+        _import_builtin(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
@@ -202,8 +211,13 @@ def available_methods() -> List[str]:
 
 
 def get_method_class(name: str) -> Type[Denoiser]:
-    """The class registered under ``name``; a clear error lists the known names otherwise."""
-    _load_all()
+    """The class registered under ``name``; a clear error lists the known names otherwise.
+
+    The classical family is looked at first and the others (torch, plug-ins) only when the name is not
+    there, so a classical method never imports torch."""
+    _import_builtin(BUILTIN_MODULES[0])
+    if name not in _REGISTRY:
+        _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
