@@ -396,6 +396,8 @@ def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaul
 
     info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=noise_level,
                         use_frozen=not defaults)
+    if info.get("warning"):
+        click.echo(info["warning"], err=True)
     params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
     click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s ({params}) -> {info['out']}")
 

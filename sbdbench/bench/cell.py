@@ -186,10 +186,13 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
 
     from sbdbench.data.dataset import noisy_dir_name, open_dataset
     from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import frozen_params
+    from sbdbench.methods.settings import frozen_params, missing_settings_note
     from sbdbench.paths import atomic_write_text
 
     cls = get_method_class(method_name)
+    note = missing_settings_note(method_name) if use_frozen else None
+    if note:
+        log(note)
     params = dict(params or {})
     if "device" in cls._param_names() and "device" not in params:
         params["device"] = device

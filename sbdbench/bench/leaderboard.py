@@ -97,7 +97,10 @@ def load_results(db: Optional[str | os.PathLike] = None) -> Tuple[pd.DataFrame, 
 
 
 def reported_path() -> Path:
-    return baselines_dir() / "reported.csv"
+    """``baselines/reported.csv`` as :mod:`sbdbench.resources` finds it (checkout, override or package)."""
+    from sbdbench.resources import protocol_file
+
+    return protocol_file("baselines", "reported.csv")
 
 
 def load_reported(path: Optional[str | os.PathLike] = None) -> pd.DataFrame:

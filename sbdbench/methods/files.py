@@ -18,12 +18,13 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     noise level (σ given, or estimated in the unit-sphere frame), updated with ``params``.
 
     Returns:
-        ``{"n_in", "n_out", "seconds", "params", "out", "noise_level"}``.
+        ``{"n_in", "n_out", "seconds", "params", "out", "noise_level", "warning"}`` (``warning``: one line
+        when the method ran without frozen settings, else None).
     """
     from sbdbench.geometry import normalize_unit_sphere
     from sbdbench.io import POINT_FORMATS, read_points, write_points
     from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import frozen_params
+    from sbdbench.methods.settings import frozen_params, missing_settings_note
 
     from sbdbench.outputs import refuse_overwrite
 
@@ -46,4 +47,4 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     seconds = time.perf_counter() - t0
     write_points(out_path, out)
     return {"n_in": len(points), "n_out": len(out), "seconds": seconds, "params": method.get_params(), "out": out_path,
-            "noise_level": noise_level}
+            "noise_level": noise_level, "warning": missing_settings_note(method_name) if use_frozen else None}

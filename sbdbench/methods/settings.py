@@ -3,17 +3,18 @@
 A TOML holds one ``[[cell]]`` per tuned (resolution, noise level) with the chosen ``params``;
 :func:`frozen_params` returns the params of the nearest cell (resolution first, on a log scale, then
 σ), so a 30K cloud at 1.5 % gets sensible settings too. A method without a TOML runs with its
-constructor defaults. The folder is the repository's ``baselines/`` (override with
-``$SBDBENCH_BASELINES``).
+constructor defaults, and :func:`missing_settings_note` says so in one line. The folder is
+``$SBDBENCH_BASELINES``, else the source checkout's ``baselines/`` (where ``tune`` writes), else the
+copy shipped inside the installed package (:mod:`sbdbench.resources`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from sbdbench import resources
 from sbdbench.errors import DataError
 
 try:
@@ -21,19 +22,22 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-BASELINES_ENV = "SBDBENCH_BASELINES"
+BASELINES_ENV = resources.ENV_VARS["baselines"]
 
 
 def baselines_dir() -> Path:
-    """Where the frozen settings live: ``$SBDBENCH_BASELINES`` or the repository's ``baselines/``."""
-    env = os.environ.get(BASELINES_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "baselines"
+    """Where the frozen settings are read from (see the module docstring)."""
+    return resources.protocol_dir("baselines")
 
 
 def settings_path(method_name: str, folder: Optional[Path] = None) -> Path:
+    """The TOML read for ``method_name``."""
     return Path(folder or baselines_dir()) / f"{method_name}.toml"
+
+
+def settings_out_path(method_name: str) -> Path:
+    """Where ``sbdbench tune`` writes by default: ``$SBDBENCH_BASELINES`` or the checkout's ``baselines/``."""
+    return resources.writable_dir("baselines") / f"{method_name}.toml"
 
 
 def load_settings(method_name: str, folder: Optional[Path] = None) -> Optional[Dict[str, Any]]:
@@ -71,3 +75,19 @@ def frozen_params(method_name: str, n_points: int, sigma: Optional[float], folde
         return {}
     cell = nearest_cell(list(data.get("cell", [])), n_points, sigma)
     return dict(cell.get("params", {})) if cell else {}
+
+
+def missing_settings_note(method_name: str, folder: Optional[Path] = None) -> Optional[str]:
+    """One warning line when ``method_name`` has parameters but no frozen cell (it then runs with its
+    constructor defaults); None when it has frozen settings or nothing to set."""
+    from sbdbench.methods.base import get_method_class
+
+    if not [p for p in get_method_class(method_name)._param_names() if p != "device"]:
+        return None
+    data = load_settings(method_name, folder)
+    if data and data.get("cell"):
+        return None
+    path = settings_path(method_name, folder)
+    why = "has no cells" if data else "not found"
+    return (f"warning: {method_name} has no frozen settings ({path} {why}); "
+            f"running with its constructor defaults (freeze them with `sbdbench tune --method {method_name}`)")

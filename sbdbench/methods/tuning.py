@@ -174,7 +174,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     from sbdbench import __version__
     from sbdbench.data.dataset import open_dataset
     from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import settings_path
+    from sbdbench.methods.settings import settings_out_path
     from sbdbench.metrics import chamfer
 
     check_split(split)
@@ -186,7 +186,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
         if key not in cls._param_names():
             raise InputError(f"method {method_name!r} has no parameter {key!r}")
     ds = open_dataset(dataset)
-    out = Path(out) if out is not None else settings_path(method_name)
+    out = Path(out) if out is not None else settings_out_path(method_name)
     doc: Dict[str, Any] = {
         "method": method_name, "paper": cls.paper, "sbdbench_version": __version__,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": dataset, "split": split,

@@ -13,8 +13,8 @@ known) and kind-specific options in ``[options]``. Hosts:
 ``local``          none: the user passes the data with ``--from PATH`` (gated data sets)
 =================  =============================================================
 
-Where the cards live: ``$SBDBENCH_DATASETS_DIR`` if set, else ``<repo root>/datasets`` found from
-this package's location (an editable install or a source checkout).
+Where the cards live: ``$SBDBENCH_DATASETS_DIR`` if set, else the source checkout's ``datasets/``,
+else the copy shipped inside the installed package (:mod:`sbdbench.resources`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from sbdbench import resources
 from sbdbench.errors import DataError
 
 if sys.version_info >= (3, 11):
@@ -33,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-CARDS_ENV = "SBDBENCH_DATASETS_DIR"
+CARDS_ENV = resources.ENV_VARS["datasets"]
 HOSTS = ("http", "gdrive", "gdrive-folder", "nextcloud", "huggingface", "local")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
@@ -86,18 +87,12 @@ class Card:
 
 def cards_dir() -> Path:
     """The folder holding the dataset cards (see module docstring)."""
-    env = os.environ.get(CARDS_ENV)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise DataError(f"${CARDS_ENV}={env} is not a folder")
-        return path
-    path = Path(__file__).resolve().parents[3] / "datasets"
+    path = resources.protocol_dir("datasets")
     if not path.is_dir():
-        raise DataError(
-            f"dataset cards not found at {path} (sbdbench was installed without its datasets/ folder); "
-            f"use an editable install (pip install -e .) or set ${CARDS_ENV} to a copy of the repository's datasets/ folder"
-        )
+        if os.environ.get(CARDS_ENV):
+            raise DataError(f"${CARDS_ENV}={os.environ[CARDS_ENV]} is not a folder")
+        raise DataError(f"dataset cards not found at {path} (an incomplete install?); "
+                        f"reinstall sbdbench or set ${CARDS_ENV} to a copy of the repository's datasets/ folder")
     return path
 
 
