@@ -11,7 +11,11 @@ export OMP_NUM_THREADS=1 SBDBENCH_HOME="$TMP/home"
 unset SBDBENCH_DATASETS_DIR SBDBENCH_BASELINES
 
 echo "== wheel"
-"$PY" -m pip wheel --quiet --no-deps "$ROOT" -w "$TMP/dist"
+# built from a copy of the working tree (tracked + untracked, not ignored), so no build/ is left in the checkout
+mkdir "$TMP/src"
+git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+  | (cd "$ROOT" && tar --null -T - --ignore-failed-read -cf -) | tar -xf - -C "$TMP/src"
+"$PY" -m pip wheel --quiet --no-deps "$TMP/src" -w "$TMP/dist"
 "$PY" -m venv "$TMP/venv"
 make --no-print-directory -C "$ROOT" cpu-torch VENV="$TMP/venv"
 "$TMP/venv/bin/pip" install --quiet "$TMP"/dist/sbdbench-*.whl
