@@ -47,7 +47,7 @@ def test_init_starts_from_the_file_and_records_it(tiny_home, method):
     state, meta = load_checkpoint(result.best_path)
     assert meta["init_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest() and meta["init"] == str(init)
     config = meta["config"]
-    assert (config["lr"], config["lr_final"], config["warmup"]) == (1e-4, 1e-6, 100)
+    assert (config["lr"], config["lr_final"], config["warmup"], config["freeze_norm"]) == (2e-5, 1e-7, 50, True)
     assert config["extra"]["zero_output"] is False and config["extra"]["start"]["init_sha256"] == meta["init_sha256"]
     # one warm-up step (rate 1e-6) leaves the network at the file's weights, far from a random start
     own = dict(start.named_parameters())  # (BatchNorm's running statistics move in training mode)
@@ -146,3 +146,21 @@ def test_official_checkpoint_loads_strictly_as_a_start(reference_dir):
     assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)
     assert record["init_sha256"] == "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
     assert "MIT" in record["init_provenance"]
+
+
+def test_fine_tuning_keeps_the_batch_norm_statistics_of_the_start(tiny_home):
+    init = tiny_home / "init.pt"
+    start = _trained_file(init)
+    with torch.no_grad():  # statistics unlike any a tiny batch would give
+        start.score_net.blocks[0].bn_0.running_mean.fill_(0.01)
+        start.score_net.blocks[0].bn_0.running_var.fill_(1.5)
+    save_project_weights(init, start, {"method": "score"})
+    run_recipe("score", init=str(init), out_dir=tiny_home / "frozen", iterations=2, lr=1e-3, warmup=0, **OPTS)
+    frozen = torch.load(tiny_home / "frozen" / "last.pt", weights_only=True)["model"]
+    assert torch.equal(frozen["score_net.blocks.0.bn_0.running_mean"], start.score_net.blocks[0].bn_0.running_mean)
+    assert torch.equal(frozen["score_net.blocks.0.bn_0.running_var"], start.score_net.blocks[0].bn_0.running_var)
+    affine = [k for k in frozen if ".bn_" in k and k.endswith(".weight")]
+    assert max((frozen[k] - start.state_dict()[k]).abs().max().item() for k in affine) > 1e-4  # the affine part trains
+    run_recipe("score", init=str(init), out_dir=tiny_home / "free", iterations=2, freeze_norm=False, **OPTS)
+    free = torch.load(tiny_home / "free" / "last.pt", weights_only=True)["model"]
+    assert not torch.equal(free["score_net.blocks.0.bn_0.running_mean"], start.score_net.blocks[0].bn_0.running_mean)

@@ -138,6 +138,7 @@ def train_sbd(
     warmup: int | str = DEFAULT,
     output_lr_scale: float | str = DEFAULT,
     zero_output: bool | str = DEFAULT,
+    freeze_norm: bool | str = DEFAULT,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -173,7 +174,7 @@ def train_sbd(
     sched_params = {k: v for k, v in {"T": T, "schedule": schedule, "sigma_min": sigma_min, "sigma_max": sigma_max}.items() if v is not None}
     sched = schedule_from_params(sched_params)
     optimiser = optimiser_options(init, {"lr": lr, "lr_final": lr_final, "warmup": warmup, "output_lr_scale": output_lr_scale,
-                                         "zero_output": zero_output})
+                                         "zero_output": zero_output, "freeze_norm": freeze_norm})
     model, start = start_model(init, "sbd", seed, optimiser["zero_output"])
     data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud,
                       batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)

@@ -39,6 +39,7 @@ def train_score(
     warmup: int | str = DEFAULT,
     output_lr_scale: float | str = DEFAULT,
     zero_output: bool | str = DEFAULT,
+    freeze_norm: bool | str = DEFAULT,
     val_every: int = 100,
     val_sigma: float = 0.015,
     val_batches: int = 4,
@@ -68,7 +69,7 @@ def train_score(
         install: copy the best weights to the package (``sbdbench/weights/score_project.pt``) at the end.
     """
     optimiser = optimiser_options(init, {"lr": lr, "lr_final": lr_final, "warmup": warmup, "output_lr_scale": output_lr_scale,
-                                         "zero_output": zero_output})
+                                         "zero_output": zero_output, "freeze_norm": freeze_norm})
     model, start = start_model(init, "score", seed, optimiser["zero_output"])
     data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(sigma_min, sigma_max), patches_per_cloud=patches_per_cloud,
                       batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)

@@ -62,6 +62,10 @@ class TrainConfig:
     time_limit_s: Optional[float] = None
     #: validate the starting network too (iteration 0): a warm start's baseline, kept as ``best.pt`` unless beaten
     validate_start: bool = False
+    #: keep the normalisation layers in eval mode while training (their running statistics stay those of the start;
+    #: their affine parameters still train): fine-tuning on batches of 8 patches would otherwise overwrite statistics
+    #: estimated on a far larger training run
+    freeze_norm: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +111,16 @@ def learning_rate(config: TrainConfig, iteration: int) -> float:
         return config.lr
     progress = (iteration - 1 - config.warmup) / (config.iterations - 1 - config.warmup)
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_mode(model: nn.Module, freeze_norm: bool = False) -> nn.Module:
+    """``model.train()``; with ``freeze_norm`` its batch-norm layers stay in eval mode (running statistics frozen)."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return model
 
 
 def _param_groups(model: nn.Module, output_lr_scale: float) -> List[Dict[str, Any]]:
@@ -230,7 +244,7 @@ def train(
     t0 = time.perf_counter() - elapsed
     it = start_it
     for it in range(start_it + 1, config.iterations + 1):
-        model.train()
+        train_mode(model, config.freeze_norm)
         batch = {k: v.to(device) for k, v in sampler.sample(config.batch_size).items()}
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, it) * group["lr_scale"]
