@@ -164,3 +164,18 @@ def test_fine_tuning_keeps_the_batch_norm_statistics_of_the_start(tiny_home):
     run_recipe("score", init=str(init), out_dir=tiny_home / "free", iterations=2, freeze_norm=False, **OPTS)
     free = torch.load(tiny_home / "free" / "last.pt", weights_only=True)["model"]
     assert not torch.equal(free["score_net.blocks.0.bn_0.running_mean"], start.score_net.blocks[0].bn_0.running_mean)
+
+
+def test_shipped_sbd_weights_state_their_provenance_and_licence():
+    from sbdbench.methods.learned.checkpoint import PACKAGE_WEIGHTS_DIR, resolve_weights
+    from sbdbench.methods.learned.sbd import SBD
+
+    _, meta = load_checkpoint(resolve_weights("project", method="sbd"))
+    assert meta["init"] == "official" and meta["init_sha256"] == "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
+    assert meta["config"]["freeze_norm"] is True and meta["val"] < 1.48198  # better on val than the start (iteration 0)
+    notice = (PACKAGE_WEIGHTS_DIR / "LICENSE-score-denoise").read_text(encoding="utf-8")
+    assert "MIT License" in notice and "Shitong Luo" in notice and "sbd_project.pt" in notice
+    _, scratch = load_checkpoint(resolve_weights("scratch", method="sbd"))
+    assert "init" not in scratch and scratch["iteration"] == 5300  # the from-scratch weights stay reachable
+    lines = SBD.shipped_weights()
+    assert "MIT licence" in lines["project"] and "random weights" in lines["scratch"]
