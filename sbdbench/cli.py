@@ -13,6 +13,8 @@ from typing import List, Sequence
 import click
 
 from sbdbench import __version__
+from sbdbench.cli_options import (AliasedCommand, noise_kind_option, out_option, parse_counts, parse_names, parse_sigmas,
+                                  quiet_option, resolutions_option, sigma_option, sigmas_option)
 from sbdbench.errors import InputError, SbdbenchError
 
 
@@ -59,37 +61,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 # --- shared option parsing ----------------------------------------------------------------------
 def parse_int_list(text: str | None, what: str = "value") -> List[int] | None:
-    """'10000,50000' → [10000, 50000]; a clear error for anything else."""
-    if text is None or text == "":
-        return None
-    out = []
-    for part in str(text).split(","):
-        part = part.strip().lower().replace("k", "000")
-        try:
-            value = int(part)
-        except ValueError:
-            raise InputError(f"{what} must be integers separated by commas, got {text!r}") from None
-        if value <= 0:
-            raise InputError(f"{what} must be > 0, got {value}")
-        out.append(value)
-    return out
+    """'10000,50K' → [10000, 50000] (kept for callers of the old name: :func:`sbdbench.cli_options.parse_counts`)."""
+    return None if text is None or text == "" else parse_counts(text, what)
 
 
 def parse_float_list(text: str | None, what: str = "value") -> List[float] | None:
-    """'0.01,0.02' → [0.01, 0.02] (percent allowed: '1%' → 0.01); σ must be ≥ 0."""
-    if text is None or text == "":
-        return None
-    out = []
-    for part in str(text).split(","):
-        part = part.strip()
-        try:
-            value = float(part[:-1]) / 100.0 if part.endswith("%") else float(part)
-        except ValueError:
-            raise InputError(f"{what} must be numbers separated by commas, got {text!r}") from None
-        if not value >= 0 or value != value or value == float("inf"):
-            raise InputError(f"{what} must be finite and ≥ 0, got {part}")
-        out.append(value)
-    return out
+    """'0.01,2%' → [0.01, 0.02] (kept for callers of the old name: :func:`sbdbench.cli_options.parse_sigmas`)."""
+    return None if text is None or text == "" else parse_sigmas(text, what)
 
 
 def parse_params(items: Sequence[str]) -> dict:
@@ -132,24 +110,24 @@ def _parse_scalar(value: str):
 
 
 # === data commands: fetch synth, build, verify, check-noise, datasets ===
-@main.command("build")
+@main.command("build", cls=AliasedCommand, aliases={"--noise-levels": "--sigmas", "--noise": "--noise-kind"})
 @click.option("--name", default=None, help="Dataset name (default 'synth'; required with --meshes / --register).")
 @click.option("--meshes", "meshes_dir", type=click.Path(file_okay=False), default=None,
               help="Build a dataset from every mesh (.off/.ply/.obj/.stl) in this folder (all shapes go to 'test').")
 @click.option("--register", "register_path", type=click.Path(file_okay=False), default=None,
               help="Register an existing ScoreDenoise data folder under --name, without copying.")
-@click.option("--resolutions", default="10000,50000", show_default=True, help="Point counts N, comma-separated (10k allowed).")
-@click.option("--noise-levels", default="0.01,0.02,0.03", show_default=True, help="Gaussian σ of the noisy inputs (fractions or 1%,2%).")
-@click.option("--noise", "noises", default="gaussian", show_default=True,
-              help="With --meshes: noise kinds for the noisy inputs (gaussian, laplace, uniform_ball, anisotropic, outliers, scanner_ray).")
+@resolutions_option("10K,50K", help="Point counts N of the clean clouds and noisy inputs.")
+@sigmas_option("1%,2%,3%", help="Noise levels σ of the noisy inputs.")
+@noise_kind_option("gaussian", help="With --meshes: noise kinds of the noisy inputs, comma-separated (gaussian, laplace, "
+                   "uniform_ball, anisotropic, outliers, scanner_ray).")
 @click.option("--sampler", type=click.Choice(["poisson", "poisson_pcu", "uniform"]), default="poisson", show_default=True,
               help="With --meshes: how clean clouds are sampled (folders keep ScoreDenoise's '<N>_poisson' name; the manifest records the sampler).")
 @click.option("--shapes", default=None, help="synth only: a comma-separated subset of the 18 test shapes.")
 @click.option("--no-train", is_flag=True, help="synth only: skip the 40 train + 6 val shapes.")
 @click.option("--force", is_flag=True, help="Rebuild even if an intact build holding everything asked for exists.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default min(2, CPUs)).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def build_cmd(name, meshes_dir, register_path, resolutions, noise_levels, noises, sampler, shapes, no_train, force, workers, quiet):
+@quiet_option()
+def build_cmd(name, meshes_dir, register_path, resolutions, sigmas, noise_kind, sampler, shapes, no_train, force, workers, quiet):
     """Build a dataset in ScoreDenoise's layout under $SBDBENCH_HOME/data (default: the offline 'synth').
 
     \b
@@ -168,15 +146,14 @@ def build_cmd(name, meshes_dir, register_path, resolutions, noise_levels, noises
         ds = register_dataset(name, register_path)
         click.echo(f"registered {name!r} at {ds.dir} ({len(ds.shapes('test'))} test shapes, resolutions {ds.resolutions()})")
         return
-    res = parse_int_list(resolutions, "--resolutions")
-    levels = parse_float_list(noise_levels, "--noise-levels")
+    res, levels = resolutions, sigmas
     if meshes_dir:
         from sbdbench.data.splits import build_dataset_from_folder
 
         if not name:
             raise InputError("--meshes needs --name")
         _refuse_meshes_in_target(meshes_dir, name)
-        kinds = [k.strip() for k in noises.split(",") if k.strip()]
+        kinds = parse_names(noise_kind)
         ds = build_dataset_from_folder(name, meshes_dir, resolutions=res, noise_levels=levels, noises=kinds,
                                        sampler=sampler, force=force, progress=not quiet, workers=workers)
     else:
@@ -210,7 +187,8 @@ def verify_cmd(names):
 @main.command("check-noise")
 @click.argument("name", default="synth")
 @click.option("--alpha", type=float, default=0.001, show_default=True, help="Significance level of the Jarque-Bera test.")
-def check_noise_cmd(name, alpha):
+@quiet_option()
+def check_noise_cmd(name, alpha, quiet):
     """Jarque-Bera test of noisy - clean for every noisy set of dataset NAME (default synth).
 
     Gaussian sets must look normal (and have std within 3% of σ); Laplace / uniform-ball / outlier
@@ -221,7 +199,7 @@ def check_noise_cmd(name, alpha):
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be in (0, 1), got {alpha}")
-    rows = check_noise(name, alpha=alpha, progress=True)
+    rows = check_noise(name, alpha=alpha, progress=not quiet)
     click.echo(format_noise_table(rows, alpha))
     failed = [r for r in rows if r.ok is False]
     if failed:
@@ -249,39 +227,48 @@ def datasets_cmd():
 
 
 # === evaluation commands: evaluate ===
-@main.command("evaluate")
+@main.command("evaluate", cls=AliasedCommand, aliases={"--resolution": "--resolutions"})
 @click.option("--dataset", "dataset_name", help="Dataset name (with --pred-dir), e.g. synth.")
 @click.option("--pred-dir", type=click.Path(file_okay=False, path_type=str), help="Folder of predictions <shape>.xyz.")
-@click.option("--resolution", type=int, help="GT cloud resolution N (the input's point count), e.g. 10000.")
+@resolutions_option(help="GT cloud resolution N (the inputs' point count), one value (default: inferred from --pred-dir's "
+                    "name, else from its files' point counts).")
+@click.option("--shapes", default=None, metavar="A,B", help="With --pred-dir: score only these shapes of the split (the folder may hold only them).")
 @click.option("--split", default="test", show_default=True, help="Dataset split.")
 @click.option("--pred", "pred_file", type=click.Path(dir_okay=False, path_type=str), help="One prediction file.")
 @click.option("--gt-points", type=click.Path(dir_okay=False, path_type=str), help="GT cloud file (with --pred).")
 @click.option("--gt-mesh", type=click.Path(dir_okay=False, path_type=str), help="GT mesh file (with --pred).")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=str), help="Write the per-shape CSV here (raw values).")
+@out_option("file", "the per-shape CSV (raw values; must end in .csv).", dest="out_csv")
 @click.option("--device", default="cpu", show_default=True, help="cpu (exact float64) or cuda[:i] (torch backend).")
-def evaluate_cmd(dataset_name, pred_dir, resolution, split, pred_file, gt_points, gt_mesh, out_csv, device) -> None:
+@quiet_option()
+def evaluate_cmd(dataset_name, pred_dir, resolutions, shapes, split, pred_file, gt_points, gt_mesh, out_csv, device, quiet) -> None:
     """Score denoised clouds: CD, P2M (exact and PyTorch3D-mode) and HD.
 
     \b
-    Folder:  sbdbench evaluate --dataset synth --pred-dir DIR --resolution 10000 [--out per_shape.csv]
+    Folder:  sbdbench evaluate --dataset synth --pred-dir DIR [--resolutions 10K] [--shapes A,B] [--out per_shape.csv]
     Files:   sbdbench evaluate --pred X.xyz --gt-points Y.xyz --gt-mesh M.off
     The table prints CD and P2M x 10^4 (columns *_1e4), as papers do; the CSV keeps raw values.
     """
     import pandas as pd
 
     from sbdbench.metrics import evaluate_files, evaluate_folder, mean_table
-    from sbdbench.metrics.evaluate import write_csv
+    from sbdbench.metrics.evaluate import infer_resolution, write_csv
 
     if out_csv:
         _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name)
-    folder_mode = any(v is not None for v in (dataset_name, pred_dir, resolution))
+    folder_mode = any(v is not None for v in (dataset_name, pred_dir, resolutions, shapes))
     file_mode = any(v is not None for v in (pred_file, gt_points, gt_mesh))
     if folder_mode == file_mode:
-        raise click.UsageError("give either --dataset/--pred-dir/--resolution or --pred/--gt-points/--gt-mesh")
+        raise click.UsageError("give either --dataset/--pred-dir [--resolutions/--shapes] or --pred/--gt-points/--gt-mesh")
     if folder_mode:
-        if not (dataset_name and pred_dir and resolution):
-            raise click.UsageError("--dataset, --pred-dir and --resolution go together")
-        frame = evaluate_folder(dataset_name, pred_dir, resolution, split=split, device=device, progress=True)
+        if not (dataset_name and pred_dir):
+            raise click.UsageError("--dataset and --pred-dir go together (--resolutions and --shapes are optional)")
+        if resolutions is not None and len(resolutions) != 1:
+            raise InputError(f"--resolutions: a prediction folder holds one resolution, got {len(resolutions)}")
+        subset = parse_names(shapes)
+        n_points = resolutions[0] if resolutions else infer_resolution(dataset_name, pred_dir, split, subset)
+        if not resolutions and not quiet:
+            click.echo(f"resolution N={n_points} (inferred from {pred_dir}; --resolutions to choose)", err=True)
+        frame = evaluate_folder(dataset_name, pred_dir, n_points, split=split, device=device, progress=not quiet, shapes=subset)
     else:
         if not (pred_file and gt_points and gt_mesh):
             raise click.UsageError("--pred, --gt-points and --gt-mesh go together")
@@ -356,17 +343,19 @@ def methods_cmd(verbose: bool) -> None:
         click.echo(f"(not loaded: {where}: {err})", err=True)
 
 
-@main.command("run")
+@main.command("run", cls=AliasedCommand, aliases={"--resolution": "--resolutions", "--noise": "--sigmas"})
 @click.option("--method", "method_name", required=True, help="Registered method name (see `sbdbench methods`).")
 @click.option("--dataset", default="synth", show_default=True, help="Dataset name.")
-@click.option("--resolution", default=None, help="Point counts, e.g. 10000,50000 (default: all in the dataset).")
-@click.option("--noise", default=None, help="Noise levels σ, e.g. 0.01,0.02,0.03 or 1%,2% (default: all).")
+@resolutions_option(help="Point counts, e.g. 10K,50K (default: all in the dataset).")
+@sigmas_option(help="Noise levels σ, e.g. 1%,2% or 0.01,0.02 (default: all at each N).")
+@noise_kind_option()
 @click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
 @click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings (baselines/<method>.toml).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i] (torch methods and the metrics).")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder (default runs/<method>/).")
+@out_option("folder", "denoised clouds per cell, per_shape.csv and summary.csv [default: runs/<method>/].", dest="out_dir")
 @click.option("--shapes", default=None, help="Comma-separated subset of test shapes.")
-def run_cmd(method_name, dataset, resolution, noise, param_items, defaults, device, out_dir, shapes) -> None:
+@quiet_option()
+def run_cmd(method_name, dataset, resolutions, sigmas, noise_kind, param_items, defaults, device, out_dir, shapes, quiet) -> None:
     """Denoise every test input of a dataset, write ScoreDenoise-layout outputs, score them."""
     from pathlib import Path
 
@@ -375,44 +364,62 @@ def run_cmd(method_name, dataset, resolution, noise, param_items, defaults, devi
 
     refuse_inside(Path(out_dir or Path("runs") / method_name), _dataset_folders(dataset), "--out")
     frame, summary = run_method(
-        method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
-        params=parse_params(param_items), use_frozen=not defaults, device=device,
-        out=Path(out_dir) if out_dir else None, shapes=[s.strip() for s in shapes.split(",")] if shapes else None,
-        log=lambda line: click.echo(line, err=True))
+        method_name, dataset, resolutions, sigmas, params=parse_params(param_items), use_frozen=not defaults, device=device,
+        out=Path(out_dir) if out_dir else None, noise=noise_kind, shapes=parse_names(shapes), progress=not quiet,
+        log=_log(quiet))
     click.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    click.echo(f"per-shape results: {Path(out_dir or Path('runs') / method_name) / 'per_shape.csv'}", err=True)
+    if not quiet:
+        click.echo(f"per-shape results: {Path(out_dir or Path('runs') / method_name) / 'per_shape.csv'}", err=True)
 
 
-@main.command("denoise")
+def _log(quiet: bool):
+    """Progress lines go to stderr, unless --quiet."""
+    return (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+
+
+@main.command("denoise", cls=AliasedCommand, aliases={"--noise-level": "--sigma"})
 @click.argument("in_path", type=click.Path(dir_okay=False))
 @click.argument("out_path", type=click.Path(dir_okay=False))
 @click.option("--method", "method_name", required=True, help="Registered method name (see `sbdbench methods`).")
 @click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
-@click.option("--noise-level", type=float, default=None, help="Noise σ as a fraction of the cloud's radius, if known (else estimated).")
+@sigma_option(help="Noise σ as a fraction of the cloud's radius, e.g. 2% or 0.02, if known (else estimated).")
 @click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings.")
-def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaults) -> None:
-    """Denoise one point cloud file (.xyz/.txt/.ply/.npy): IN_PATH in, OUT_PATH out, same frame."""
+@quiet_option("Print only the result line (not the σ and the frozen cell used).")
+def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, quiet) -> None:
+    """Denoise one point cloud file (.xyz/.txt/.ply/.npy): IN_PATH in, OUT_PATH out (a file), same frame."""
     from sbdbench.methods.files import denoise_file
 
-    info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=noise_level,
+    info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=sigma,
                         use_frozen=not defaults)
     if info.get("warning"):
         click.echo(info["warning"], err=True)
+    if not quiet:
+        click.echo(_settings_line(info), err=True)
     params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
     click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s ({params}) -> {info['out']}")
 
 
-@main.command("tune")
+def _settings_line(info) -> str:
+    """denoise: the σ it used (given or estimated) and the frozen cell (N, σ) it took its settings from."""
+    sigma = info.get("sigma")
+    told = "none" if sigma is None else f"{sigma:.4g} ({sigma * 100:.3g} %)"
+    cell = info.get("cell")
+    where = (f"frozen cell N={cell[0]} σ={cell[1]:g}" if cell else
+             "constructor defaults (--defaults)" if info.get("defaults") else "no frozen cell (constructor defaults)")
+    return f"σ {info.get('sigma_source', 'given')}: {told}; settings: {where}"
+
+
+@main.command("tune", cls=AliasedCommand, aliases={"--resolution": "--resolutions", "--noise": "--sigmas"})
 @click.option("--method", "method_name", required=True, help="Registered method name.")
 @click.option("--dataset", default="synth", show_default=True, help="Dataset whose --split is used.")
 @click.option("--split", default="train", show_default=True, type=click.Choice(["train", "val"]),
               help="Shapes to tune on: train (classical methods) or val (learned methods, whose weights saw train).")
-@click.option("--resolution", default="10000,50000", show_default=True, help="Point counts to tune.")
-@click.option("--noise", default="0.01,0.02,0.03", show_default=True, help="Noise levels σ to tune.")
+@resolutions_option("10K,50K", help="Point counts to tune.")
+@sigmas_option("1%,2%,3%", help="Noise levels σ to tune.")
 @click.option("--max-shapes", default=8, show_default=True, type=click.IntRange(1), help="Shapes per cell (N ≤ 20000).")
 @click.option("--max-shapes-large", default=3, show_default=True, type=click.IntRange(1), help="Shapes per cell (N > 20000).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Noise seed offset.")
-@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="TOML path (default baselines/<method>.toml).")
+@out_option("file", "the settings TOML [default: baselines/<method>.toml].", dest="out_path")
 @click.option("--refine", "refine_keys", multiple=True,
               help="Search only this grid key (repeatable); hold the others at the tuned choice of the nearest cell with the same σ.")
 @click.option("--refine-from", default=None, type=click.Path(dir_okay=False), help="TOML holding those tuned cells (default: --out).")
@@ -421,25 +428,26 @@ def denoise_cmd(in_path, out_path, method_name, param_items, noise_level, defaul
 @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE", help="Hold a parameter fixed in every trial (e.g. weights=best.pt).")
 @click.option("--within", default=0.0, show_default=True, type=float,
               help="Cost is part of the choice: freeze the fastest trial within this fraction of the best score (0.01 = 1 %).")
-def tune_cmd(method_name, dataset, split, resolution, noise, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from,
-             value_items, param_items, within) -> None:
+@quiet_option()
+def tune_cmd(method_name, dataset, split, resolutions, sigmas, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from,
+             value_items, param_items, within, quiet) -> None:
     """Grid-search a method's parameters per (resolution, noise) on training (or val) shapes; freeze them in a TOML."""
     from pathlib import Path
 
     from sbdbench.methods.tuning import tune_method
 
-    doc = tune_method(method_name, dataset, parse_int_list(resolution, "--resolution"), parse_float_list(noise, "--noise"),
+    doc = tune_method(method_name, dataset, resolutions, sigmas,
                       max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
                       refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
-                      fixed_params=parse_params(param_items), within=within, log=lambda line: click.echo(line, err=True))
+                      fixed_params=parse_params(param_items), within=within, log=_log(quiet))
     for cell in doc["cell"]:
         click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
 
 
 @main.command("merge-settings")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Merged TOML (may be one of the inputs).")
+@out_option("file", "the merged TOML (may be one of the inputs).", dest="out_path", required=True)
 def merge_settings_cmd(inputs, out_path) -> None:
     """Merge `tune` TOMLs of one method run side by side: later files win a cell, except parts of one grid
     searched in parallel (`tune --values`), whose trials are pooled and the best of all chosen."""
@@ -459,7 +467,7 @@ def merge_settings_cmd(inputs, out_path) -> None:
 @click.option("--method", "method", required=True, help="Trainable method (score; sbd when present).")
 @click.option("--dataset", default="synth", show_default=True, metavar="A,B", help="Datasets whose train splits are pooled (each needs a train split; model selection uses those with a val split).")
 @click.option("--init", "init", default=None, metavar="official|project|scratch|PATH", help="Start from these networks (strict, weights_only) with fine-tuning defaults (lr 1e-4, 100 warm-up iterations, cosine to 1e-6) instead of random weights.")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Run folder (checkpoints, loss.csv/png) [default: train_<method>].")
+@out_option("folder", "the run (checkpoints, loss.csv/png) [default: train_<method>].", dest="out_dir")
 @click.option("--iterations", default=1600, show_default=True, type=int, help="Training iterations. Re-running a finished run with more extends it (warm restart of the cosine rate).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Patches per iteration.")
 @click.option("--patches-per-cloud", default=4, show_default=True, type=int, help="Patches cut from each noisy draw.")
@@ -470,53 +478,57 @@ def merge_settings_cmd(inputs, out_path) -> None:
 @click.option("--seed", default=2020, show_default=True, type=int)
 @click.option("--install", is_flag=True, help="Copy the best weights into the package (sbdbench/weights/<method>_project.pt).")
 @click.option("--param", "params", multiple=True, help="Recipe option key=value (sbd: loss=sbd|score, intermediate=marginal|nearest, T=...).")
-def train_cmd(method, dataset, init, out_dir, iterations, batch_size, patches_per_cloud, val_every, time_limit, device, threads, seed, install, params):
+@quiet_option()
+def train_cmd(method, dataset, init, out_dir, iterations, batch_size, patches_per_cloud, val_every, time_limit, device, threads, seed, install, params,
+              quiet):
     """Train a learned method on a dataset's train split, selecting on its val split. Re-run to resume."""
     from sbdbench.methods.learned.training import run_recipe
 
     result = run_recipe(method, dataset=dataset, init=init, out_dir=out_dir or f"train_{method}", iterations=iterations, batch_size=batch_size,
                         patches_per_cloud=patches_per_cloud, val_every=val_every, device=device, threads=threads, seed=seed,
                         time_limit_s=None if time_limit is None else time_limit * 60.0, install=install,
-                        log=lambda line: click.echo(line, err=True), **parse_params(params))
+                        log=_log(quiet), **parse_params(params))
     click.echo(f"{result.iterations} iterations in {result.seconds:.0f} s; best val {result.best_val:.6g} at iteration "
                f"{result.best_iteration}; weights: {result.best_path}")
 
 
 # --- diagnose (sbd helper) ---
-@main.command("diagnose")
+@main.command("diagnose", cls=AliasedCommand, aliases={"--n-points": "--resolutions"})
 @click.option("--method", "method", type=click.Choice(["sbd"]), default="sbd", show_default=True, help="Model whose training intermediates to test.")
 @click.option("--dataset", default="synth", show_default=True, help="Dataset whose clean clouds are used.")
 @click.option("--split", default="train", show_default=True, help="Split of the dataset.")
-@click.option("--n-points", "n_points", default=10000, show_default=True, type=int, help="Resolution (or samples drawn from --mesh).")
+@resolutions_option("10K", help="Resolution, one value (or samples drawn from --mesh).")
 @click.option("--max-shapes", default=4, show_default=True, type=int, help="Shapes of the split to pool.")
 @click.option("--cloud", type=click.Path(exists=True, dir_okay=False), default=None, help="Use this clean cloud instead of a dataset.")
 @click.option("--mesh", type=click.Path(exists=True, dir_okay=False), default=None, help="Use this mesh (Poisson-sampled) instead of a dataset.")
-@click.option("--sigma", "sigma", default="0.02", show_default=True, help="Noise level of the input (t* is matched to it); '2%' allowed.")
+@sigma_option("2%", help="Noise level σ of the input (t* is matched to it), e.g. 2% or 0.02.")
 @click.option("--param", "params", multiple=True, help="Schedule parameter key=value (T, schedule, sigma_min, sigma_max).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="Family-wise significance level (Bonferroni over steps).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--out", "out_dir", default="diagnostics", show_default=True, type=click.Path(file_okay=False), help="Folder for sbd_jb.csv and sbd_jb.png.")
-def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigma, params, alpha, seed, out_dir):
+@out_option("folder", "sbd_jb.csv and sbd_jb.png.", dest="out_dir", default="diagnostics", show_default=True)
+@quiet_option()
+def diagnose_cmd(method, dataset, split, resolutions, max_shapes, cloud, mesh, sigma, params, alpha, seed, out_dir, quiet):
     """Jarque-Bera test of SBD's intermediates x_a^t - x^0 per step, for the marginal and nearest strategies."""
     from sbdbench.methods.learned.diagnostics import diagnose_sbd, load_clouds
     from sbdbench.methods.learned.sbd import schedule_from_params
 
-    sigma_value = parse_float_list(sigma, "--sigma")[0]
+    if len(resolutions) != 1:
+        raise InputError(f"--resolutions: diagnose uses one resolution, got {len(resolutions)}")
     schedule = schedule_from_params(parse_params(params))
-    clouds = load_clouds(dataset=dataset, split=split, n_points=n_points, max_shapes=max_shapes, cloud=cloud, mesh=mesh, seed=seed)
-    result = diagnose_sbd(out_dir, clouds=clouds, schedule=schedule, noise_level=sigma_value, alpha=alpha, seed=seed)
+    clouds = load_clouds(dataset=dataset, split=split, n_points=resolutions[0], max_shapes=max_shapes, cloud=cloud, mesh=mesh, seed=seed)
+    result = diagnose_sbd(out_dir, clouds=clouds, schedule=schedule, noise_level=sigma, alpha=alpha, seed=seed)
     click.echo(result["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     click.echo(result["summary"])
     click.echo(f"wrote {result['csv']} and {result['png']}")
 
 
 # === benchmark commands: bench, leaderboard ===
-@main.command("bench")
+@main.command("bench", cls=AliasedCommand, aliases={"--noise": "--sigmas", "--noise-model": "--noise-kind"})
 @click.option("--methods", "methods", default=None, metavar="A,B", help="Methods to run (default: every method with frozen settings in baselines/).")
 @click.option("--datasets", "datasets", default=None, metavar="A,B", help="Datasets (default: synth; built only with --build, when absent).")
-@click.option("--resolutions", default=None, metavar="N,N", help="Point counts, e.g. 10K,50K (default: 10K,50K; --quick: 10K).")
-@click.option("--noise", "noise_levels", default=None, metavar="S,S", help="Noise levels σ, e.g. 1%,2%,3% or 0.01,0.02 (default: 1%,2%,3%).")
-@click.option("--noise-model", default="gaussian", show_default=True, help="Noise model of the noisy inputs.")
+@resolutions_option(help="Point counts, e.g. 10K,50K (default: 10K,50K; --quick: 10K).")
+@sigmas_option(help="Noise levels σ, e.g. 1%,2%,3% or 0.01,0.02 (default: 1%,2%,3%).")
+@noise_kind_option()
 @click.option("--device", default="cpu", show_default=True, help="torch device for methods and metrics (cpu, cuda, cuda:1...).")
 @click.option("--metrics-device", default=None, help="Run the metrics on another device than the methods (e.g. --device cuda --metrics-device cpu: the exact CPU backend prunes with KD-trees).")
 @click.option("--quick", is_flag=True, help="The quick subset (10K, 1/2/3%; no method too slow for a 2-core, 10-minute run).")
@@ -527,19 +539,22 @@ def diagnose_cmd(method, dataset, split, n_points, max_shapes, cloud, mesh, sigm
 @click.option("--rerun", is_flag=True, help="Run finished cells again (the new run supersedes the old one).")
 @click.option("--build", "build", is_flag=True, help="Build the synth dataset when it is absent (never replaces or extends an existing one).")
 @click.option("--init-db", "init_db", is_flag=True, help="Set up an existing empty (zero-byte) --db file as a new results database.")
-def bench_command(methods, datasets, resolutions, noise_levels, noise_model, device, metrics_device, quick, workers, executor, scheduler,
-                  db, rerun, build, init_db):
+@quiet_option("No per-shape progress (bars on a terminal, else lines); the per-cell lines and the summary are still printed.")
+def bench_command(methods, datasets, resolutions, sigmas, noise_kind, device, metrics_device, quick, workers, executor, scheduler,
+                  db, rerun, build, init_db, quiet):
     """Run every method on every benchmark cell and store the results (resumable: finished cells are skipped).
 
     Exits non-zero when a cell failed (it is recorded with its error; the next bench retries it).
     """
     from sbdbench.bench.runner import run_bench
 
+    from sbdbench.bench.progress import ShapeProgress
+
     summary = run_bench(
-        _split_names(methods), _split_names(datasets), _given(resolutions, parse_int_list, "--resolutions"),
-        _given(noise_levels, parse_float_list, "--noise"), noise=noise_model, device=device,
+        parse_names(methods), parse_names(datasets), resolutions, sigmas, noise=noise_kind, device=device,
         metrics_device=metrics_device, quick=quick, executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun,
         build=build, init_db=init_db, log=lambda m: click.echo(m, err=True),
+        progress=None if quiet else ShapeProgress(lambda m: click.echo(m, err=True)),
     )
     click.echo(summary.line())
     for failure in summary.failures:  # recorded in the store and on the leaderboard
@@ -547,13 +562,6 @@ def bench_command(methods, datasets, resolutions, noise_levels, noise_model, dev
     if summary.failed:
         raise SbdbenchError(f"{summary.failed} of {summary.cells} cells failed (recorded with their error in "
                             f"{summary.db_path}; the next `sbdbench bench` retries them)")
-
-
-def _given(text, parse, option):
-    """An option's list: None when the option is absent, [] when it is given but empty (an error later)."""
-    if text is None:
-        return None
-    return [] if not text.strip(" ,") else parse(text, option)
 
 
 @main.command("leaderboard")
@@ -575,15 +583,15 @@ def _split_names(text):
 
 
 # === download commands: fetch for real sources ===
-@main.command("fetch")
+@main.command("fetch", cls=AliasedCommand, aliases={"--no-progress": "--quiet"})
 @click.argument("name", required=False)
 @click.option("--list", "list_sources_", is_flag=True, help="List the sources with sizes, licences and what is already present.")
 @click.option("--force", is_flag=True, help="Download and install again, replacing what is present.")
 @click.option("--mirror", metavar="URL", help="Base URL serving the card's files by name (or $SBDBENCH_MIRROR_<NAME>).")
 @click.option("--from", "source_path", metavar="PATH", help="Use a local copy of the download (file, or folder of the card's files); required for ShapeNet.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Override a card option, e.g. -o models=bunny,dragon or -o max_shapes=10.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-def fetch_command(name, list_sources_, force, mirror, source_path, options, no_progress):
+@quiet_option("No progress bars or progress lines.")
+def fetch_command(name, list_sources_, force, mirror, source_path, options, quiet):
     """Download, verify and install dataset NAME (see datasets/NAME.toml), or the offline `synth`.
 
     \b
@@ -609,8 +617,8 @@ def fetch_command(name, list_sources_, force, mirror, source_path, options, no_p
     parsed = {}
     for key, value in parse_params(options).items():  # "a,b" → [a, b] for the list-valued options
         parsed[key] = [_parse_scalar(v.strip()) for v in str(value).split(",") if v.strip()] if key in LIST_OPTIONS else value
-    result = fetch(name, force=force, mirror=mirror, progress=not no_progress, source_path=source_path, options=parsed,
-                   log=lambda msg: click.echo(msg, err=True))
+    result = fetch(name, force=force, mirror=mirror, progress=not quiet, source_path=source_path, options=parsed,
+                   log=_log(quiet))
     click.echo(result.message)
 
 

@@ -73,7 +73,7 @@ def test_killed_bench_resumes_without_losing_or_duplicating(tiny, sbd_home):
     name, res, sigmas = tiny
     db = sbd_home / "results.db"
     methods = ["noisy", "pca", "laplacian"]
-    args = ["--methods", ",".join(methods), "--datasets", name, "--resolutions", str(res[0]), "--noise", ",".join(map(str, sigmas))]
+    args = ["--methods", ",".join(methods), "--datasets", name, "--resolutions", str(res[0]), "--sigmas", ",".join(map(str, sigmas))]
     n_cells = len(methods) * len(sigmas)
     proc = subprocess.Popen([sys.executable, "-m", "sbdbench.cli", "bench", *args], env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -228,7 +228,7 @@ def test_bad_input(tiny, sbd_home):
 def test_cli_bench_and_leaderboard(tiny, sbd_home, tmp_path):
     name, res, sigmas = tiny
     runner = CliRunner()
-    args = ["bench", "--methods", "noisy,pca", "--datasets", name, "--resolutions", str(res[0]), "--noise", f"{sigmas[0] * 100:g}%"]
+    args = ["bench", "--methods", "noisy,pca", "--datasets", name, "--resolutions", str(res[0]), "--sigmas", f"{sigmas[0] * 100:g}%"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "2 cells: 2 run" in result.output

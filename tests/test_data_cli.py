@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from sbdbench.cli import main
 
-SMALL = ["build", "--shapes", "cube,torus", "--resolutions", "300", "--noise-levels", "1%,3%", "--no-train",
+SMALL = ["build", "--shapes", "cube,torus", "--resolutions", "300", "--sigmas", "1%,3%", "--no-train",
          "--workers", "1", "--quiet"]
 
 
@@ -58,7 +58,7 @@ def test_verify_fails_with_one_line_after_tampering(sbd_home):
     (["build", "--shapes", "cube,blob", "--no-train"], "unknown shape 'blob'"),
     (["build", "--resolutions", "0"], "must be > 0"),
     (["build", "--resolutions", "ten"], "must be integers"),
-    (["build", "--noise-levels", "-0.01"], "≥ 0"),
+    (["build", "--sigmas", "-0.01"], "≥ 0"),
     (["build", "--name", "other"], "only 'synth'"),
     (["verify", "nope"], "dataset 'nope' is not present"),
     (["check-noise", "nope"], "dataset 'nope' is not present"),
@@ -84,7 +84,7 @@ def test_build_from_meshes_and_bad_mesh(sbd_home, tmp_path):
     folder.mkdir()
     trimesh.creation.box().export(folder / "box.off")
     code, out = run("build", "--meshes", str(folder), "--name", "mine", "--resolutions", "200",
-                    "--noise-levels", "0.02", "--noise", "gaussian,laplace", "--quiet", "--workers", "1")
+                    "--sigmas", "0.02", "--noise-kind", "gaussian,laplace", "--quiet", "--workers", "1")
     assert code == 0, out
     assert run("verify", "mine")[0] == 0
     assert "mine" in run("datasets")[1]

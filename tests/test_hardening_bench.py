@@ -73,7 +73,7 @@ def own_copy(tiny_synth, sbd_home):
 
 
 def bench_args(name: str, res, sigmas, methods: str = "noisy") -> list:
-    return ["bench", "--methods", methods, "--datasets", name, "--resolutions", str(res[0]), "--noise", str(sigmas[0])]
+    return ["bench", "--methods", methods, "--datasets", name, "--resolutions", str(res[0]), "--sigmas", str(sigmas[0])]
 
 
 # --- W5: bad variants and devices are refused up front; failed cells make a non-zero exit ------------
@@ -149,7 +149,7 @@ def test_failed_cell_makes_a_non_zero_exit(tiny, sbd_home, always_fails):
 @pytest.mark.parametrize("option, value, what", [
     ("--methods", "", "methods"), ("--methods", ",", "methods"), ("--methods", " , ", "methods"),
     ("--resolutions", "", "resolutions"), ("--resolutions", ",", "resolutions"),
-    ("--noise", "", "noise levels"), ("--datasets", "", "datasets"), ("--datasets", ",", "datasets"),
+    ("--sigmas", "", "noise levels"), ("--datasets", "", "datasets"), ("--datasets", ",", "datasets"),
 ])
 def test_empty_list_is_an_error(tiny, sbd_home, option, value, what):
     name, res, sigmas = tiny
@@ -171,10 +171,10 @@ def test_empty_lists_in_the_api(tiny):
 # --- W7: a user's dataset is never built, replaced or extended unasked -------------------------------
 def test_subset_build_is_never_replaced(own_copy, sbd_home):
     before = snapshot(sbd_home)
-    result = cli("bench", "--methods", "noisy", "--resolutions", "50K", "--noise", "1%")
+    result = cli("bench", "--methods", "noisy", "--resolutions", "50K", "--sigmas", "1%")
     assert_one_line_error(result, "no test clouds at 50000 points", "it was left as is",
-                          "`sbdbench build --resolutions 1000,2000,50000 --noise-levels 0.01,0.02` rebuilds it")
-    result = cli("bench", "--methods", "noisy", "--resolutions", "50K", "--noise", "1%", "--build")
+                          "`sbdbench build --resolutions 1000,2000,50000 --sigmas 0.01,0.02` rebuilds it")
+    result = cli("bench", "--methods", "noisy", "--resolutions", "50K", "--sigmas", "1%", "--build")
     assert_one_line_error(result, "no test clouds at 50000 points")
     assert snapshot(sbd_home) == before
 
@@ -182,7 +182,7 @@ def test_subset_build_is_never_replaced(own_copy, sbd_home):
 @pytest.mark.parametrize("args, command", [
     (["--quick"], "sbdbench build --no-train --resolutions 10000"),
     ([], "sbdbench build"),
-    (["--resolutions", "10K", "--noise", "2%"], "sbdbench build --resolutions 10000 --noise-levels 0.02"),
+    (["--resolutions", "10K", "--sigmas", "2%"], "sbdbench build --resolutions 10000 --sigmas 0.02"),
 ])
 def test_absent_synth_names_the_build_command(sbd_home, args, command):
     assert_one_line_error(cli("bench", "--methods", "noisy", *args), f"build it with `{command}`", "--build")
@@ -241,7 +241,7 @@ def test_tampered_input_is_refused_by_bench(tampered, sbd_home):
 def test_tampered_input_is_refused_by_run_and_evaluate(tampered, sbd_home, tmp_path):
     ds, rel = tampered
     out = tmp_path / "run_out"
-    result = cli("run", "--method", "noisy", "--resolution", "1000", "--noise", "0.01", "--out", str(out))
+    result = cli("run", "--method", "noisy", "--resolutions", "1000", "--sigmas", "0.01", "--out", str(out))
     assert_one_line_error(result, f"{rel} does not match its manifest")
     assert not out.exists()
     preds = tmp_path / "preds"
@@ -249,7 +249,7 @@ def test_tampered_input_is_refused_by_run_and_evaluate(tampered, sbd_home, tmp_p
     for shape in ds.shapes("test"):
         shutil.copy(ds.clean_path(shape, 1000, "test"), preds / f"{shape}.xyz")
     before = snapshot(preds)
-    result = cli("evaluate", "--dataset", "synth", "--pred-dir", str(preds), "--resolution", "1000",
+    result = cli("evaluate", "--dataset", "synth", "--pred-dir", str(preds), "--resolutions", "1000",
                  "--out", str(tmp_path / "scores.csv"))
     assert_one_line_error(result, f"{rel} does not match its manifest")
     assert snapshot(preds) == before and not (tmp_path / "scores.csv").exists()

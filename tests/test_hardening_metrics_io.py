@@ -145,8 +145,8 @@ def test_evaluate_out_into_a_prediction_folder_or_dataset(pgm, tmp_path):
     preds = tmp_path / "in"
     alias = preds / "alias.csv"
     alias.symlink_to(p)
-    _cli_fails(["evaluate", "--dataset", "nope", "--pred-dir", preds, "--resolution", 300, "--out", alias], preds, "overwrite")
-    _cli_fails(["evaluate", "--dataset", "nope", "--pred-dir", preds, "--resolution", 300, "--out", p], preds, ".csv")
+    _cli_fails(["evaluate", "--dataset", "nope", "--pred-dir", preds, "--resolutions", 300, "--out", alias], preds, "overwrite")
+    _cli_fails(["evaluate", "--dataset", "nope", "--pred-dir", preds, "--resolutions", 300, "--out", p], preds, ".csv")
 
 
 def test_run_out_inside_the_dataset_is_refused(sbd_home, tmp_path):

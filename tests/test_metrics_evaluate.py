@@ -110,7 +110,7 @@ def test_cli_folder_and_files(dataset, tmp_path):
     pred_dir = _write_preds(tmp_path / "pred", preds)
     out = tmp_path / "per_shape.csv"
     runner = CliRunner()
-    res = runner.invoke(main, ["evaluate", "--dataset", ds.name, "--pred-dir", str(pred_dir), "--resolution", str(N), "--out", str(out)])
+    res = runner.invoke(main, ["evaluate", "--dataset", ds.name, "--pred-dir", str(pred_dir), "--resolutions", str(N), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "cd_1e4" in res.output and "p2m_pt3d_1e4" in res.output and "genus" in res.output
     csv = pd.read_csv(out)
@@ -122,7 +122,7 @@ def test_cli_folder_and_files(dataset, tmp_path):
     expected = csv.set_index("shape").loc["ball", "cd"] * 1e4
     assert f"{expected:.5g}" in res.output
 
-    res = runner.invoke(main, ["evaluate", "--dataset", ds.name, "--pred-dir", str(tmp_path / "nothing"), "--resolution", str(N)])
+    res = runner.invoke(main, ["evaluate", "--dataset", ds.name, "--pred-dir", str(tmp_path / "nothing"), "--resolutions", str(N)])
     assert res.exit_code == 1 and res.output.startswith("error:") and "Traceback" not in res.output
     res = runner.invoke(main, ["evaluate", "--pred", str(pred_dir / "ball.xyz")])
     assert res.exit_code == 2 and "go together" in res.output

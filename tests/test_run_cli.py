@@ -54,7 +54,7 @@ def _invoke(*args):
 def test_run_writes_scoredenoise_layout_and_beats_noisy(synth, tmp_path):
     n, sigma = _cell(synth)
     for method in ("noisy", "jet"):
-        res = _invoke("run", "--method", method, "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--out", tmp_path / method)
+        res = _invoke("run", "--method", method, "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--out", tmp_path / method)
         assert res.exit_code == 0, res.output
         assert "cd_1e4" in res.output and "p2m_1e4" in res.output
         cell_dir = tmp_path / method / f"{synth.name}_{n}_poisson_{sigma:g}"
@@ -71,7 +71,7 @@ def test_run_writes_scoredenoise_layout_and_beats_noisy(synth, tmp_path):
 
 def test_run_param_overrides_frozen_settings(synth, tmp_path):
     n, sigma = _cell(synth)
-    res = _invoke("run", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--param", "iterations=3",
+    res = _invoke("run", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--param", "iterations=3",
                   "--param", "k=10", "--out", tmp_path)
     assert res.exit_code == 0, res.output
     params = pd.read_csv(tmp_path / "per_shape.csv")["params"].iloc[0]
@@ -80,8 +80,8 @@ def test_run_param_overrides_frozen_settings(synth, tmp_path):
 
 @pytest.mark.parametrize("args,fragment", [
     (("--method", "nope"), "unknown method"),
-    (("--method", "jet", "--resolution", "777"), "no 777-point"),
-    (("--method", "jet", "--noise", "0.5"), "no noisy inputs"),
+    (("--method", "jet", "--resolutions", "777"), "no 777-point"),
+    (("--method", "jet", "--sigmas", "0.5"), "no noisy inputs"),
     (("--method", "jet", "--param", "bogus=1"), "no parameter"),
     (("--method", "jet", "--param", "k=1"), "parameter k"),
     (("--method", "jet", "--dataset", "missing_ds"), "not present"),
@@ -134,7 +134,7 @@ def test_tune_uses_train_shapes_and_freezes_choice(synth, tmp_path):
 
     n, sigma = _cell(synth)
     out = tmp_path / "baselines" / "pca.toml"
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma,
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma,
                   "--max-shapes", 2, "--out", out)
     assert res.exit_code == 0, res.output
     data = load_settings("pca", out.parent)
@@ -157,8 +157,8 @@ def test_tune_on_the_val_split_never_reads_train_or_test(synth, tmp_path):
         pytest.skip("this tiny synth has no val split")
     n, sigma = _cell(synth)
     out = tmp_path / "baselines" / "pca.toml"
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--split", "val", "--resolution", n,
-                  "--noise", sigma, "--max-shapes", 2, "--out", out)
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--split", "val", "--resolutions", n,
+                  "--sigmas", sigma, "--max-shapes", 2, "--out", out)
     assert res.exit_code == 0, res.output
     data = load_settings("pca", out.parent)
     (cell,) = data["cell"]
@@ -221,9 +221,9 @@ def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp
 
     n, sigma = _cell(synth)
     out = tmp_path / "pca.toml"
-    assert _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma,
+    assert _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma,
                    "--max-shapes", 2, "--out", out).exit_code == 0
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--noise", sigma,
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", 2 * n, "--sigmas", sigma,
                   "--max-shapes", 2, "--refine", "radius_scale", "--out", out)
     assert res.exit_code == 0, res.output
     data = load_settings("pca", tmp_path)
@@ -232,11 +232,11 @@ def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp
     assert high["searched"] == ["radius_scale"]
     assert high["params"]["iterations"] == low["params"]["iterations"]
     assert len(high["trials"]) == len(data["grid"]["radius_scale"])
-    bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--refine", "nope", "--out", out)
+    bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--refine", "nope", "--out", out)
     assert bad.exit_code != 0 and "not in the grid" in bad.output
     # --values: a part of the grid (here two radii); the TOML keeps the method's grid, the cell lists what was tried
     two = data["grid"]["radius_scale"][:2]
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--noise", sigma, "--max-shapes", 2,
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", 2 * n, "--sigmas", sigma, "--max-shapes", 2,
                   "--refine", "radius_scale", "--values", "radius_scale=" + ",".join(map(str, two)), "--out", out)
     assert res.exit_code == 0, res.output
     again = load_settings("pca", tmp_path)
@@ -244,7 +244,7 @@ def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp
     assert [t["radius_scale"] for t in again["cell"][1]["trials"]] == two
     assert again["cell"][1]["params"]["radius_scale"] in two
     for item, message in (("iterations=1,2", "does not search"), ("radius_scale=", "expects KEY=V1,V2")):
-        bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", 2 * n, "--refine", "radius_scale",
+        bad = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", 2 * n, "--refine", "radius_scale",
                       "--values", item, "--out", out)
         assert bad.exit_code != 0 and message in bad.output, bad.output
 
@@ -278,7 +278,7 @@ def test_parts_of_a_grid_tuned_side_by_side_merge_into_one_choice(synth, tmp_pat
     from sbdbench.methods.settings import load_settings, tomllib
 
     n, sigma = _cell(synth)
-    common = ("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--max-shapes", 2)
+    common = ("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--max-shapes", 2)
     assert _invoke(*common, "--out", tmp_path / "whole" / "pca.toml").exit_code == 0
     whole = load_settings("pca", tmp_path / "whole")["cell"][0]
     radii = [t["radius_scale"] for t in whole["trials"]]
@@ -322,7 +322,7 @@ def test_tune_within_freezes_the_cheapest_trial_near_the_best(synth, tmp_path):
     assert choose_trial(trials, 0.25) == (0, 2)
     n, sigma = _cell(synth)
     out = tmp_path / "baselines" / "pca.toml"
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--max-shapes", 2,
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--max-shapes", 2,
                   "--values", "radius_scale=2.0", "--param", "k=12", "--within", 0.5, "--out", out)
     assert res.exit_code == 0, res.output
     (cell,) = load_settings("pca", out.parent)["cell"]
@@ -333,5 +333,5 @@ def test_tune_within_freezes_the_cheapest_trial_near_the_best(synth, tmp_path):
     assert chosen["seconds"] == min(t["seconds"] for t in cell["trials"] if t["cd"] <= best["cd"] * 1.5)
     if chosen is not best:
         assert cell["best_cd"] == best["cd"] and cell["within"] == 0.5
-    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolution", n, "--noise", sigma, "--within", -1, "--out", out)
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--within", -1, "--out", out)
     assert res.exit_code != 0 and "--within must be" in res.output

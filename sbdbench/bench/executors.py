@@ -7,7 +7,8 @@ database, so workers need no database access — on a SLURM cluster they only ne
 folder (a shared filesystem) and sbdbench installed.
 
 The three executors share a tiny interface: ``capacity`` (cells in flight at once),
-``submit(fn, *args)`` → future, ``wait_any(futures)`` → the done ones, ``close()``.
+``submit(fn, *args)`` → future, ``wait_any(futures, timeout)`` → the done ones (maybe none after
+``timeout`` seconds), ``close()``; an ``in_process`` executor runs the cell in this process.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def _check_records(cell: Cell, records) -> Optional[str]:
     return None
 
 
-def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None) -> CellOutcome:
+def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> CellOutcome:
     """Run one cell end to end (make the method, denoise and evaluate every shape); never raises
     for the cell's own errors — they come back as ``CellOutcome.error``.
 
     With ``journal_dir`` (see :mod:`sbdbench.bench.journal`) the shapes an interrupted attempt finished
-    are taken from the journal, the others are run and journaled one by one."""
+    are taken from the journal, the others are run and journaled one by one. ``progress`` (in-process
+    only: it is not sent to workers) is called with (shapes done, total) at the start and after each shape."""
     from sbdbench.bench.journal import open_journal
     from sbdbench.bench.store import utc_now
 
@@ -88,7 +91,7 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
             method = make_method(cell.method_name, **cell.params)
             new_records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device,
                                    metrics_device=cell.metrics_device or None, progress=False, shapes=remaining,
-                                   on_shape=journal.append if journal else None)
+                                   on_shape=_on_shape(journal, progress, len(done), len(shapes)))
         by_shape = {**done, **{r["shape"]: r for r in new_records}}
         records = [dict(by_shape[s]) for s in shapes]
         problem = _check_records(cell, records)
@@ -104,12 +107,29 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
         return CellOutcome(cell, error=message, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
 
 
+def _on_shape(journal, progress, resumed: int, total: int) -> Callable[[dict], None]:
+    """run_cell's per-shape callback: journal the record, then report (done, total)."""
+    count = [resumed]
+    if progress is not None:
+        progress(resumed, total)
+
+    def on_shape(record: dict) -> None:
+        if journal is not None:
+            journal.append(record)
+        count[0] += 1
+        if progress is not None:
+            progress(count[0], total)
+
+    return on_shape
+
+
 # --- executors ----------------------------------------------------------------------------------
 class SequentialExecutor:
     """Runs each cell in this process, at submit time (the default; simplest to debug)."""
 
     capacity = 1
     description = "sequential (this process)"
+    in_process = True  # callbacks (progress) can be passed to the cell
 
     def submit(self, fn: Callable, *args) -> cf.Future:
         fut: cf.Future = cf.Future()
@@ -119,7 +139,7 @@ class SequentialExecutor:
             fut.set_exception(exc)
         return fut
 
-    def wait_any(self, futures: Sequence) -> List:
+    def wait_any(self, futures: Sequence, timeout: Optional[float] = None) -> List:
         return [f for f in futures if f.done()]
 
     def close(self) -> None:
@@ -180,8 +200,8 @@ class ProcessPoolExecutor:
             self._pool = self._new_pool()
             return self._pool.submit(fn, *args)
 
-    def wait_any(self, futures: Sequence) -> List:
-        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+    def wait_any(self, futures: Sequence, timeout: Optional[float] = None) -> List:
+        done, _ = cf.wait(futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
         return list(done)
 
     def close(self) -> None:
@@ -227,10 +247,15 @@ class DaskExecutor:
     def submit(self, fn: Callable, *args) -> object:
         return self._client.submit(fn, *args, pure=False)
 
-    def wait_any(self, futures: Sequence) -> List:
+    def wait_any(self, futures: Sequence, timeout: Optional[float] = None) -> List:
+        import asyncio
+
         from distributed import wait
 
-        done, _ = wait(list(futures), return_when="FIRST_COMPLETED")
+        try:
+            done, _ = wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED")
+        except (TimeoutError, asyncio.TimeoutError):  # the latter is another class before Python 3.11
+            return []
         return list(done)
 
     def close(self) -> None:

@@ -239,14 +239,16 @@ def _require_items(value, what: str, example: str) -> None:
 
 
 def _artifact_digest(method: str, params: Dict[str, Any]) -> str:
-    """The method's :meth:`~sbdbench.methods.base.Denoiser.artifact_digest` with these parameters, or ""
-    (also when it cannot be computed here, e.g. weights not fetched: the cell then fails with that reason)."""
+    """The method's :meth:`~sbdbench.methods.base.Denoiser.artifact_digest` with these parameters, or "".
+
+    Computing it resolves a learned method's weights file, so a missing or unreadable file is a one-line
+    error naming the method before any cell starts (never a failed cell after the bench began)."""
     from sbdbench.methods import make_method
 
     try:
         return make_method(parse_method_spec(method)[0], **params).artifact_digest() or ""
-    except SbdbenchError:
-        return ""
+    except SbdbenchError as exc:
+        raise type(exc)(f"method {method!r}: {exc}") from None
 
 
 def _cannot_start(method: str, device: str) -> Optional[str]:
@@ -255,7 +257,7 @@ def _cannot_start(method: str, device: str) -> Optional[str]:
 
     probe_n, probe_sigma = DEFAULT_RESOLUTIONS[0], DEFAULT_NOISE_LEVELS[0]
     try:
-        make_method(parse_method_spec(method)[0], **method_params(method, probe_n, probe_sigma, device))
+        make_method(parse_method_spec(method)[0], **method_params(method, probe_n, probe_sigma, device)).artifact_digest()
     except SbdbenchError as exc:
         return str(exc)
     return None
@@ -281,7 +283,7 @@ def build_grid(
     anything runs. An absent synth dataset is built only with ``build`` (:mod:`sbdbench.bench.inputs`).
     """
     for value, what, example in ((methods, "methods", "--methods pca"), (datasets, "datasets", "--datasets synth"),
-                                 (resolutions, "resolutions", "--resolutions 10K"), (noise_levels, "noise levels", "--noise 1%")):
+                                 (resolutions, "resolutions", "--resolutions 10K"), (noise_levels, "noise levels", "--sigmas 1%")):
         _require_items(value, what, example)
     grid = Grid()
     methods = _default_methods(grid, quick, device) if methods is None else _explicit_methods(methods)

@@ -26,7 +26,7 @@ def build_command(resolutions: Sequence[int], noise_levels: Sequence[float], qui
     if sorted(map(int, resolutions)) != sorted(DEFAULT_RESOLUTIONS):
         parts.append("--resolutions " + ",".join(str(int(n)) for n in sorted(resolutions)))
     if sorted(map(float, noise_levels)) != sorted(DEFAULT_NOISE_LEVELS):
-        parts.append("--noise-levels " + ",".join(f"{s:g}" for s in sorted(noise_levels)))
+        parts.append("--sigmas " + ",".join(f"{s:g}" for s in sorted(noise_levels)))
     return " ".join(parts)
 
 

@@ -80,6 +80,14 @@ class CellJournal:
         except (OSError, SbdbenchError):
             self.writable = False
 
+    def count(self) -> int:
+        """Complete lines in the journal (the shapes finished so far; used for progress only)."""
+        try:
+            with open(self.path, "rb") as fh:
+                return fh.read().count(b"\n")
+        except OSError:
+            return 0
+
     def append(self, record: dict) -> None:
         """Add one finished shape (durably); journaling stops quietly if the folder is not writable."""
         if not self.writable:

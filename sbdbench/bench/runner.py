@@ -20,10 +20,12 @@ from sbdbench.bench.devices import check_devices
 from sbdbench.bench.executors import CellOutcome, check_executor_args, execute_cell, make_executor
 from sbdbench.bench.grid import GAUSSIAN, Cell, build_grid
 from sbdbench.bench.journal import CellJournal, journal_folder
+from sbdbench.bench.progress import CellWatch, ShapeProgress
 from sbdbench.bench.store import ResultsStore, current_run_info, default_db_path, utc_now
 
 MAX_ATTEMPTS = 2  # a failing cell is retried once
 QUICK_WORKERS = 2  # --quick uses up to this many local processes unless --workers says otherwise
+POLL_S = 2.0  # with progress shown, how often the journals of cells running in workers are counted
 
 
 @dataclass
@@ -53,9 +55,11 @@ def run_cells(
     scheduler: Optional[str] = None,
     rerun: bool = False,
     log: Callable[[str], None] = lambda msg: None,
+    progress: Optional[ShapeProgress] = None,
 ) -> BenchSummary:
     """Run ``cells`` (skipping finished ones unless ``rerun``) and store every outcome; the shapes of a
-    cell that an interrupted bench finished are not run again (``--rerun`` runs them again)."""
+    cell that an interrupted bench finished are not run again (``--rerun`` runs them again). ``progress``
+    shows each cell's finished shapes and ETA (:mod:`sbdbench.bench.progress`)."""
     t0 = time.perf_counter()
     summary = BenchSummary(cells=len(cells), db_path=str(store.path))
     unique = list({c.key: c for c in cells}.values())
@@ -79,14 +83,18 @@ def run_cells(
     in_flight = {}
     first_start = {}
     n_done = 0
+    watch = CellWatch(progress, journals)
     try:
         while pending or in_flight:
             while pending and len(in_flight) < pool.capacity:
                 cell, attempt = pending.popleft()
                 first_start.setdefault(cell.key, utc_now())
-                in_flight[pool.submit(execute_cell, cell, attempt, journals)] = (cell, attempt)
-            for fut in pool.wait_any(list(in_flight)):
+                in_flight[_submit(pool, watch, cell, attempt, journals)] = (cell, attempt)
+            finished = pool.wait_any(list(in_flight), timeout=POLL_S if progress is not None else None)
+            watch.poll([c for fut, (c, _) in in_flight.items() if fut not in finished])
+            for fut in finished:
                 cell, attempt = in_flight.pop(fut)
+                watch.finished(cell)
                 try:
                     outcome: CellOutcome = fut.result()
                 except Exception as exc:  # the worker itself died (killed, out of memory, lost)
@@ -117,9 +125,18 @@ def run_cells(
                     summary.failures.append(f"{cell.label}: {_first_line(outcome.error)}")
                     log(f"[{n_done}/{len(todo)}] {cell.label}: FAILED twice, recorded: {_first_line(outcome.error)}")
     finally:
+        watch.close()
         pool.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _submit(pool, watch: CellWatch, cell: Cell, attempt: int, journals: str):
+    """Submit one cell; a cell run in this process reports its shapes itself, a worker's through its journal."""
+    if getattr(pool, "in_process", False):
+        return pool.submit(execute_cell, cell, attempt, journals, watch.callback(cell))
+    watch.submitted(cell)
+    return pool.submit(execute_cell, cell, attempt, journals)
 
 
 def _first_line(text: Optional[str]) -> str:
@@ -144,6 +161,7 @@ def run_bench(
     build: bool = False,
     init_db: bool = False,
     log: Callable[[str], None] = lambda msg: None,
+    progress: Optional[ShapeProgress] = None,
 ) -> BenchSummary:
     """Run the benchmark grid and store the results (the function behind ``sbdbench bench``).
 
@@ -162,6 +180,10 @@ def run_bench(
         build: build the synth dataset when it is absent (it is never replaced or extended).
         init_db: set up an existing empty (zero-byte) database file as a new results database.
         log: receives one line per event (the CLI prints them).
+        progress: per-shape progress and ETA of each cell in flight (the CLI's unless --quiet).
+
+    Everything is checked before the first cell starts: the executor, the devices, the database, the
+    methods and their parameters, every learned method's weights file, and the data of every cell.
     """
     if workers is None:
         workers = min(QUICK_WORKERS, os.cpu_count() or 1) if quick else 1
@@ -177,7 +199,8 @@ def run_bench(
             log(note)
         if store is None:
             store = ResultsStore(db_path, init=init_db)
-        summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log)
+        summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log,
+                            progress=progress)
         summary.notes = grid.notes
         return summary
     finally:

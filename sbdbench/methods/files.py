@@ -18,13 +18,15 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     noise level (σ given, or estimated in the unit-sphere frame), updated with ``params``.
 
     Returns:
-        ``{"n_in", "n_out", "seconds", "params", "out", "noise_level", "warning"}`` (``warning``: one line
-        when the method ran without frozen settings, else None).
+        ``{"n_in", "n_out", "seconds", "params", "out", "noise_level", "sigma", "sigma_source", "cell", "defaults",
+        "warning"}``: ``sigma`` is the σ the settings were chosen for (``sigma_source`` "given" or "estimated";
+        None with ``use_frozen=False`` and no σ given), ``cell`` the frozen cell's (N, σ) or None (no frozen
+        settings, or ``defaults``), ``warning`` one line when the method ran without frozen settings, else None.
     """
     from sbdbench.geometry import normalize_unit_sphere
     from sbdbench.io import POINT_FORMATS, read_points, write_points
     from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import frozen_params, missing_settings_note
+    from sbdbench.methods.settings import frozen_cell, missing_settings_note
 
     from sbdbench.outputs import refuse_overwrite
 
@@ -40,11 +42,14 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
 
         unit, _, _ = normalize_unit_sphere(points)
         sigma_for_settings = estimate_noise(unit) if len(unit) >= 4 else None
-    chosen = {**(frozen_params(method_name, len(points), sigma_for_settings) if use_frozen else {}), **(params or {})}
+    cell = frozen_cell(method_name, len(points), sigma_for_settings) if use_frozen else None
+    chosen = {**(dict(cell.get("params", {})) if cell else {}), **(params or {})}
     method = make_method(method_name, **chosen)
     t0 = time.perf_counter()
     out = method.denoise(points, noise_level=noise_level)
     seconds = time.perf_counter() - t0
     write_points(out_path, out)
     return {"n_in": len(points), "n_out": len(out), "seconds": seconds, "params": method.get_params(), "out": out_path,
-            "noise_level": noise_level, "warning": missing_settings_note(method_name) if use_frozen else None}
+            "noise_level": noise_level, "sigma": sigma_for_settings, "sigma_source": "given" if noise_level is not None else "estimated",
+            "cell": (int(cell["n_points"]), float(cell["sigma"])) if cell else None, "defaults": not use_frozen,
+            "warning": missing_settings_note(method_name) if use_frozen else None}

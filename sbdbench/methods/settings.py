@@ -70,11 +70,16 @@ def frozen_params(method_name: str, n_points: int, sigma: Optional[float], folde
 
     Returns ``{}`` (the constructor defaults) when the method has no TOML or the TOML no cells.
     """
+    cell = frozen_cell(method_name, n_points, sigma, folder)
+    return dict(cell.get("params", {})) if cell else {}
+
+
+def frozen_cell(method_name: str, n_points: int, sigma: Optional[float], folder: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+    """The tuned cell (``n_points``, ``sigma``, ``params``...) whose settings :func:`frozen_params` returns, or None."""
     data = load_settings(method_name, folder)
     if not data:
-        return {}
-    cell = nearest_cell(list(data.get("cell", [])), n_points, sigma)
-    return dict(cell.get("params", {})) if cell else {}
+        return None
+    return nearest_cell(list(data.get("cell", [])), n_points, sigma)
 
 
 def missing_settings_note(method_name: str, folder: Optional[Path] = None) -> Optional[str]:

@@ -63,12 +63,18 @@ def evaluate_files(pred_path, gt_points_path, gt_mesh_path, *, device="cpu") -> 
     return record
 
 
-def _match_predictions(pred_dir: Path, shapes) -> Dict[str, Path]:
+def _prediction_files(pred_dir: Path) -> Dict[str, Path]:
     if not pred_dir.is_dir():
         raise InputError(f"{pred_dir}: prediction folder does not exist")
-    found = {p.stem: p for p in pred_dir.iterdir() if p.is_file() and p.suffix.lower() == PRED_SUFFIX}
+    return {p.stem: p for p in pred_dir.iterdir() if p.is_file() and p.suffix.lower() == PRED_SUFFIX}
+
+
+def _match_predictions(pred_dir: Path, shapes, known=None) -> Dict[str, Path]:
+    """Prediction file of each of ``shapes``; a missing one, or a file that is none of ``known`` (default:
+    ``shapes``), is an error. With a subset, predictions of the split's other shapes are ignored."""
+    found = _prediction_files(pred_dir)
     missing = sorted(set(shapes) - set(found))
-    extra = sorted(set(found) - set(shapes))
+    extra = sorted(set(found) - set(known if known is not None else shapes))
     if missing:
         raise InputError(f"{pred_dir}: no prediction for shape(s) {', '.join(missing[:10])}{' …' if len(missing) > 10 else ''} (expected <shape>{PRED_SUFFIX})")
     if extra:
@@ -77,7 +83,42 @@ def _match_predictions(pred_dir: Path, shapes) -> Dict[str, Path]:
     return {s: found[s] for s in shapes}
 
 
-def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", device="cpu", progress: bool = False) -> pd.DataFrame:
+def _name_resolution(pred_dir: Path) -> Optional[int]:
+    """N from a ScoreDenoise-layout folder name (``<dataset>_<N>_poisson[_<kind>]_<σ>``), or None."""
+    import re
+
+    match = re.search(r"_(\d+)_poisson(?:_|$)", pred_dir.name)
+    return int(match.group(1)) if match else None
+
+
+def infer_resolution(dataset, pred_dir, split: str = "test", shapes=None) -> int:
+    """The GT resolution of a prediction folder: the N its name carries (``synth_10000_poisson_0.02``), else
+    the one point count all its predictions share, else the split's only resolution; an InputError when none
+    of these names a resolution of the dataset."""
+    from sbdbench.data.dataset import Dataset, open_dataset
+    from sbdbench.io import read_points
+
+    ds = dataset if isinstance(dataset, Dataset) else open_dataset(str(dataset))
+    for s in shapes or ():
+        ds.check_shape(s, split)
+    available = ds.resolutions(split)
+    pred_dir = Path(pred_dir)
+    named = _name_resolution(pred_dir)
+    if named in available:
+        return named
+    files = _prediction_files(pred_dir)
+    counts = sorted({len(read_points(files[s])) for s in (shapes or sorted(files)) if s in files})
+    if len(counts) == 1 and counts[0] in available:
+        return counts[0]
+    if len(available) == 1:
+        return available[0]
+    raise InputError(f"{pred_dir}: cannot infer the resolution (folder name gives {named or 'none'}, point counts "
+                     f"{', '.join(map(str, counts)) or 'none'}; dataset {ds.name!r} has {', '.join(map(str, available)) or 'none'}): "
+                     "give --resolutions N")
+
+
+def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", device="cpu", progress: bool = False,
+                    shapes=None) -> pd.DataFrame:
     """Score a folder of predictions ``<pred_dir>/<shape>.xyz`` against a dataset split.
 
     Args:
@@ -85,6 +126,7 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
         pred_dir: folder with one ``<shape>.xyz`` per shape of the split, nothing more.
         n_points: the resolution of the GT clouds (the clean cloud at the input's resolution).
         split: dataset split, "test" by default.
+        shapes: score only these shapes of the split (the folder may then lack the others); default all.
 
     Returns:
         One row per shape: ``shape, category, n_points, n_out, cd, p2m, p2m_pt3d, hd`` (raw values).
@@ -94,13 +136,17 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
     from sbdbench.io import read_points
 
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(str(dataset))
-    shapes = ds.shapes(split)
-    if not shapes:
+    known = ds.shapes(split)
+    if not known:
         raise DataError(f"dataset {ds.name!r} has no shapes in split {split!r}")
+    if shapes is not None:
+        for s in shapes:
+            ds.check_shape(s, split)
+    shapes = list(shapes) if shapes else known
     if int(n_points) not in ds.resolutions(split):
         raise DataError(f"dataset {ds.name!r} has no {int(n_points)}-point GT clouds in split {split!r} (available: {ds.resolutions(split) or 'none'})")
     check_reference_files(ds, n_points, split)  # GT files changed since the build are refused, not scored
-    preds = _match_predictions(Path(pred_dir), shapes)
+    preds = _match_predictions(Path(pred_dir), shapes, known)
     rows = []
     iterator = shapes
     if progress:
