@@ -34,7 +34,7 @@ grep -q "^punet" list.txt
 
 echo "== denoise --method jet (frozen settings)"
 python -c "import numpy as np; p = np.random.default_rng(0).normal(size=(10000, 3)); np.savetxt('cloud.xyz', p / np.linalg.norm(p, axis=1, keepdims=True))"
-sbdbench denoise cloud.xyz out.xyz --method jet --noise-level 0.02 >denoise.txt 2>denoise.err
+sbdbench denoise cloud.xyz out.xyz --method jet --sigma 2% >denoise.txt 2>denoise.err
 cat denoise.txt denoise.err
 python - "$ROOT/baselines/jet.toml" <<'PY'
 import sys
@@ -47,13 +47,15 @@ cell = next(c for c in cells if c["n_points"] == 10000 and abs(c["sigma"] - 0.02
 line = open("denoise.txt").read()
 for key, value in cell["params"].items():
     assert f"{key}={value!r}" in line, f"denoise did not use the frozen {key}={value!r}: {line}"
-assert "no frozen settings" not in open("denoise.err").read()
+err = open("denoise.err", encoding="utf-8").read()
+assert "no frozen settings" not in err and "deprecated" not in err, err
+assert "σ given: 0.02" in err and "frozen cell N=10000 σ=0.02" in err, err
 print("frozen settings used:", cell["params"])
 PY
 
 echo "== one bench cell"
-sbdbench build --shapes sphere --resolutions 10K --noise-levels 1% --no-train --quiet
-sbdbench bench --methods noisy,jet --resolutions 10K --noise 1% --db "$TMP/r.db"
+sbdbench build --shapes sphere --resolutions 10K --sigmas 1% --no-train --quiet
+sbdbench bench --methods noisy,jet --resolutions 10K --sigmas 1% --db "$TMP/r.db"
 python - "$TMP/r.db" <<'PY'
 import json, sqlite3, sys
 from sbdbench.methods.settings import frozen_params
