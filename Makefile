@@ -35,7 +35,8 @@ cpu-torch:
 bench: venv
 	# --build: build the synth test shapes at 10K when absent (an existing dataset is used as is, never replaced)
 	$(BIN)/sbdbench bench --quick --build
-	$(BIN)/sbdbench leaderboard
+	# --out leaderboard: the repository's committed folder (the command's own default is ./leaderboard of the current directory)
+	$(BIN)/sbdbench leaderboard --out leaderboard
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -565,14 +565,15 @@ def bench_command(methods, datasets, resolutions, sigmas, noise_kind, device, me
 
 
 @main.command("leaderboard")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder (default: the repository's leaderboard/ when run inside it, else ./leaderboard).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Output folder (default: ./leaderboard in the current directory; at the top of a clone, where that is the committed board, it must be named).")
 @click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib plots.")
-def leaderboard_command(out_dir, db, no_plots):
+@click.option("--allow-dirty", is_flag=True, help="Publish rows that ran from a source tree with uncommitted changes (marked; refused by default).")
+def leaderboard_command(out_dir, db, no_plots, allow_dirty):
     """Write leaderboard.csv, per_shape.csv, README.md and index.html from the results database."""
     from sbdbench.bench.leaderboard import write_leaderboard
 
-    click.echo(write_leaderboard(out_dir, db, plots=not no_plots).line())
+    click.echo(write_leaderboard(out_dir, db, plots=not no_plots, allow_dirty=allow_dirty).line())
 
 
 def _split_names(text):

@@ -233,7 +233,7 @@ def test_cli_bench_and_leaderboard(tiny, sbd_home, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 cells: 2 run" in result.output
     out = tmp_path / "board"
-    result = runner.invoke(main, ["leaderboard", "--out", str(out)])
+    result = runner.invoke(main, ["leaderboard", "--out", str(out), "--allow-dirty"])  # a dev tree may be dirty
     assert result.exit_code == 0, result.output
     board = pd.read_csv(out / "leaderboard.csv")
     per_shape = pd.read_csv(out / "per_shape.csv")
@@ -272,7 +272,7 @@ def test_method_variants_are_separate_rows(tiny, sbd_home, tmp_path):
     shapes = ResultsStore(sbd_home / "results.db").shapes_frame()
     cd = shapes.groupby("method")["cd"].mean()
     assert set(cd.index) == {"pca", "pca:iterations=3"} and cd["pca"] != cd["pca:iterations=3"]
-    write_leaderboard(tmp_path / "lb", sbd_home / "results.db", plots=False)
+    write_leaderboard(tmp_path / "lb", sbd_home / "results.db", plots=False, allow_dirty=True)  # a dev tree may be dirty
     board = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
     assert {"pca", "pca:iterations=3"} <= set(board["method"])
     with pytest.raises(InputError, match="has no parameter.*bogus"):

@@ -72,12 +72,12 @@ def test_markdown_paper_layout(results_db, tmp_path):
     write_leaderboard(out, results_db, plots=True)
     text = (out / "README.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| Method |"))
-    assert header == "| Method | 1K 1% | 1K 2% | 1K 3% | 5K 1% | 5K 2% | 5K 3% |"
+    assert header == "| Method | Rank | 1K 1% | 1K 2% | 1K 3% | 5K 1% | 5K 2% | 5K 3% |"
     jet = next(line for line in text.splitlines() if line.startswith("| jet |"))
-    assert jet.startswith("| jet | **2.00** / **0.67** | **4.00** / **1.33**")
+    assert jet.startswith("| jet | 1 | **2.00** / **0.67** | **4.00** / **1.33**")
     pca = next(line for line in text.splitlines() if line.startswith("| pca |"))
     assert "**" not in pca
-    assert "| broken | – | failed |" in text
+    assert "| broken | – | – | failed |" in text
     assert "### Per category, 1K" in text and "genus (1)" in text
     assert "## Reported on PUNet" in text and "| ScoreDenoise | 2.52 / 0.46 |" in text
     assert "## Failed cells" in text

@@ -23,15 +23,12 @@ class CellError(SbdbenchError):
     """A method failed (raised, or returned NaN/Inf) on one shape of a cell; the message names the shape."""
 
 
-def _torch_cuda_peak_reset(device: str) -> bool:
-    if not str(device).startswith("cuda"):
-        return False
-    import torch
-
-    if not torch.cuda.is_available():
-        return False
-    torch.cuda.reset_peak_memory_stats(device)
-    return True
+#: the one definition of the ``peak_mem_mb`` column (records, results store, leaderboard).
+PEAK_MEM_HEADER = "peak RSS MiB"
+PEAK_MEM_DEFINITION = (
+    "peak resident memory (RSS) of the whole process during one denoising call, in MiB (2^20 bytes): the Linux "
+    "high-water mark VmHWM, reset through /proc/self/clear_refs just before the call; host memory only (CUDA "
+    "memory is not counted); empty where the counter cannot be reset (not Linux), never a lifetime peak")
 
 
 def _reset_peak_rss() -> bool:
@@ -44,41 +41,31 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB: ``VmHWM`` on Linux, else ``getrusage`` (lifetime peak)."""
+def _peak_rss_mb() -> Optional[float]:
+    """Peak resident memory of this process in MiB since the last reset (``VmHWM``), or None without it."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024.0
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024.0
+    return None
 
 
 def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu"):
     """Run ``method.denoise`` and measure it: returns (output, seconds, peak_mem_mb).
 
-    Peak memory is the peak resident memory of the whole process during the call (numpy, torch CPU
-    and everything else, as the OS counts it: the Linux peak-RSS counter is reset before the call),
-    plus the CUDA peak allocation when the device is a GPU. Measuring costs nothing, so timings
-    are not distorted by it.
+    ``peak_mem_mb`` follows :data:`PEAK_MEM_DEFINITION`: the peak RSS of the process during the call
+    (numpy, torch CPU and everything else, as the OS counts it), None where the Linux counter cannot be
+    reset. It is one quantity on every device: GPU memory is not added to it. Measuring costs nothing,
+    so timings are not distorted by it. ``device`` is kept for the callers' signature.
     """
-    cuda = _torch_cuda_peak_reset(device)
-    _reset_peak_rss()
+    reset = _reset_peak_rss()
     t0 = time.perf_counter()
     out = method.denoise(points, noise_level=sigma)
     seconds = time.perf_counter() - t0
-    peak_mb = _peak_rss_mb()
-    if cuda:
-        import torch
-
-        peak_mb += torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return out, seconds, peak_mb
+    return out, seconds, (_peak_rss_mb() if reset else None)
 
 
 def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = "gaussian",
@@ -145,7 +132,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
         record = {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
                   "n_out": int(len(pred)), **{k: float(metrics[k]) for k in ("cd", "p2m", "p2m_pt3d", "hd")},
-                  "seconds": float(seconds), "peak_mem_mb": float(peak_mb)}
+                  "seconds": float(seconds), "peak_mem_mb": None if peak_mb is None else float(peak_mb)}
         records.append(record)
         if on_shape is not None:
             on_shape(record)

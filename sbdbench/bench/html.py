@@ -30,6 +30,8 @@ table.sortable th.asc::after { content: " \\25B2"; font-size: 10px; }
 table.sortable th.desc::after { content: " \\25BC"; font-size: 10px; }
 tbody tr:nth-child(even) { background: #f8fafc; }
 tr.failed td { background: #fdecec; color: #8a1c1c; }
+tr.partial td { color: #7a6420; font-style: italic; }
+td.dirty { color: #8a1c1c; font-weight: 600; }
 td.error { text-align: left; white-space: normal; max-width: 480px; font-size: 12px; }
 section.reported { background: #fff8e6; border: 2px dashed #d9a400; border-radius: 6px; padding: 4px 16px 12px; margin-top: 36px; }
 section.reported h2 { border-bottom-color: #e8cf7a; }
@@ -44,7 +46,7 @@ img.plot { max-width: 100%; border: 1px solid #e3e8ee; margin: 8px 0 16px; }
 _JS = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
   table.querySelectorAll("th").forEach(function (th, col) {
-    th.title = "click to sort";
+    th.title = th.title ? th.title + " (click to sort)" : "click to sort";
     th.addEventListener("click", function () {
       var asc = !th.classList.contains("asc");
       table.querySelectorAll("th").forEach(function (h) { h.classList.remove("asc", "desc"); });
@@ -98,23 +100,59 @@ def _simple_table(header: List[str], rows: List[List[str]], cls: str = "") -> st
 def _full_table(board: pd.DataFrame) -> str:
     from sbdbench.bench.leaderboard import params_summary
 
+    from sbdbench.bench.cell import PEAK_MEM_DEFINITION, PEAK_MEM_HEADER
+
     cols = ["method", "dataset", "N", "σ %", "CD ×10⁴", "P2M ×10⁴", "P2M pt3d ×10⁴", "HD", "shapes", "s / shape",
-            "peak MB", "device", "version", "params"]
-    head = "".join(f'<th class="{"text" if c in ("method", "dataset", "device", "version", "params") else ""}">{_e(c)}</th>' for c in cols)
+            PEAK_MEM_HEADER, "rank", "device", "code", "params"]
+    text_cols = ("method", "dataset", "device", "code", "params")
+    titles = {PEAK_MEM_HEADER: PEAK_MEM_DEFINITION, "shapes": "shapes scored / shapes of the column's full set"}
+    head = "".join(f'<th class="{"text" if c in text_cols else ""}" title="{_e(titles.get(c, ""))}">{_e(c)}</th>' for c in cols)
     rows = []
     for r in board.itertuples():
         failed = r.status != "finished"
+        partial = not failed and not bool(r.complete)
         cells = [f'<td class="text">{_e(str(r.method))}</td>', f'<td class="text">{_e(str(r.dataset))}{"" if r.noise == "gaussian" else " (" + _e(str(r.noise)) + ")"}</td>',
                  f'<td data-v="{int(r.n_points)}">{format_n(r.n_points)}</td>', f'<td data-v="{r.sigma * 100:g}">{r.sigma * 100:g}</td>']
         if failed:
             cells.append(f'<td data-v="" title="{_e(str(r.error))}">failed</td>' + '<td data-v="">–</td>' * 6)
         else:
             cells += [_num(r.cd_1e4, 3), _num(r.p2m_1e4, 3), _num(r.p2m_pt3d_1e4, 3), _num(r.hd, 4),
-                      f'<td data-v="{int(r.n_shapes)}">{int(r.n_shapes)}</td>', _num(r.sec_per_shape, 2), _num(r.peak_mem_mb, 0)]
-        cells += [f'<td class="text">{_e(str(r.device))}</td>', f'<td class="text">{_e(str(r.version))}</td>',
+                      f'<td data-v="{int(r.n_shapes)}">{int(r.n_shapes)}/{int(r.n_expected)}</td>', _num(r.sec_per_shape, 2),
+                      _num(r.peak_mem_mb, 0)]
+        cells += [_rank_cell(r.rank), f'<td class="text">{_e(str(r.device))}</td>', _code_cell(r.version, r.git_commit),
                   f'<td class="params" title="{_e(str(r.params))}">{_e(params_summary(r.params) or "(none)")}</td>']
-        rows.append(f'<tr class="{"failed" if failed else ""}">{"".join(cells)}</tr>')
+        rows.append(f'<tr class="{"failed" if failed else "partial" if partial else ""}">{"".join(cells)}</tr>')
     return f'<table class="sortable" id="measured"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _rank_cell(rank) -> str:
+    if pd.isna(rank):
+        return '<td data-v="" title="not ranked: a cell of its table is missing, failed or on fewer shapes">–</td>'
+    return f'<td data-v="{int(rank)}">{int(rank)}</td>'
+
+
+def _code_cell(version, commit) -> str:
+    from sbdbench.bench.provenance import is_dirty
+
+    dirty = is_dirty(commit)
+    title = ' title="ran from a source tree with uncommitted changes"' if dirty else ""
+    return f'<td class="text{" dirty" if dirty else ""}"{title}>{_e(str(version))} @ {_e(str(commit))}</td>'
+
+
+def _link(text: str, url: str) -> str:
+    return f'<a href="{_e(url)}">{_e(text)}</a>' if url else _e(text)
+
+
+def _methods_table(methods) -> str:
+    """One row per method: its paper (linked where a URL is known, else the citation as text) and its code."""
+    from sbdbench.bench.provenance import all_method_links
+
+    rows = "".join(
+        f'<tr><td class="text">{_e(m.method)}</td><td class="text">{_link(m.paper or "–", m.paper_url)}</td>'
+        f'<td class="text">{_link("code", m.code_url) if m.code_url else "–"}</td></tr>'
+        for m in all_method_links(methods))
+    return ('<table id="methods"><thead><tr><th class="text">method</th><th class="text">paper</th>'
+            f'<th class="text">code</th></tr></thead><tbody>{rows}</tbody></table>')
 
 
 def _reported_table(reported: pd.DataFrame) -> str:
@@ -135,7 +173,10 @@ def _reported_table(reported: pd.DataFrame) -> str:
 
 def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame, images: Dict[str, bytes]) -> str:
     """The whole page as a string."""
-    from sbdbench.bench.leaderboard import category_table, groups, paper_layout
+    from sbdbench.bench.cell import PEAK_MEM_DEFINITION
+    from sbdbench.bench.coverage import RANK_RULE, coverage_lines
+    from sbdbench.bench.leaderboard import CATEGORY_NOTE, category_inputs, category_table, groups, paper_layout
+    from sbdbench.bench.provenance import code_versions
 
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -144,8 +185,10 @@ def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataF
              '<p class="lead">Point-cloud denoising, every method re-run in one harness. CD and P2M are ×10⁴ '
              "(lower is better), means over the test shapes of each cell; P2M is the exact point-to-mesh distance, "
              "P2M pt3d the PyTorch3D-default variant (triangles under 5·10⁻³ area ignored); HD is the mean Hausdorff "
-             "distance in unit-sphere units; s / shape is the denoising time per shape (scoring excluded) and peak MB "
-             "the peak resident memory of the process during one denoising call. Click a column header to sort.</p>"]
+             "distance in unit-sphere units; s / shape is the denoising time per shape (scoring excluded) and peak RSS MiB "
+             f"the {_e(PEAK_MEM_DEFINITION)} (a cell: the largest over its shapes). Bold: best in its column among the "
+             "complete cells (finished on the column's full shape set); a cell on fewer shapes shows (n/m shapes) "
+             f"and is never bold. {_e(RANK_RULE)} Click a column header to sort.</p>"]
     if board.empty:
         parts.append("<p>No results yet: run <code>sbdbench bench</code> first.</p>")
     for dataset, noise in groups(board):
@@ -153,12 +196,23 @@ def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataF
         header, rows = paper_layout(sub)
         parts.append(f"<h2>{_e(dataset)} ({_e(noise)} noise): CD / P2M ×10⁴, best in bold</h2>")
         parts.append(_simple_table(header, rows, "paper"))
+        ok = sub[sub["status"] == "finished"]
+        notes = coverage_lines(sub) + ([f"Code: {code_versions(ok)}."] if not ok.empty else [])
+        parts.append("".join(f'<p class="note coverage">{_e(line)}</p>' for line in notes))
         shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
         for n in sorted(shapes_here["n_points"].unique()):
-            h, r = category_table(shapes_here[shapes_here["n_points"] == n])
-            parts.append(f"<h3>Per category, {format_n(n)}: CD ×10⁴, mean over every σ (shapes per category in brackets)</h3>")
+            rows_n, full = category_inputs(sub, shapes_here, n)
+            if rows_n.empty:
+                continue
+            h, r = category_table(rows_n, full=full)
+            parts.append(f"<h3>Per category, {format_n(n)}: CD ×10⁴, mean over every σ, complete cells only "
+                         "(shapes per category in brackets)</h3>")
             parts.append(_simple_table(h, r))
+            if any(row[0].endswith(" †") for row in r):
+                parts.append(f'<p class="note">{_e(CATEGORY_NOTE)}</p>')
     if not board.empty:
+        parts.append("<h2>Methods</h2>")
+        parts.append(_methods_table(board["method"]))
         parts.append("<h2>All measured cells</h2>")
         parts.append('<p class="note">One row per method × dataset × resolution × noise level (the latest run). '
                      "Hover a params cell for the full settings. Failed cells are red.</p>")
@@ -186,7 +240,7 @@ def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataF
                      "row-for-row</b> with the measured tables above. Every row's source is in "
                      "<code>baselines/reported.csv</code>; hover a source for its caveat.</p>")
         for dataset in sorted(reported["dataset"].unique()):
-            header, rows = paper_layout(reported[reported["dataset"] == dataset])
+            header, rows = paper_layout(reported[reported["dataset"] == dataset], with_rank=False)
             header[0] = f"Method (reported on {dataset})"
             parts.append(_simple_table(header, rows, "reported"))
         sources = reported.groupby("source", sort=False)["method"].unique()

@@ -4,7 +4,9 @@ One row per method × dataset × resolution × noise (the latest run of that com
 superseded by ``bench --rerun`` is ignored). Metrics are means over the cell's shapes; CD and P2M
 are multiplied by 10⁴ and labelled ``_1e4`` as in the papers; ``hd`` is the mean Hausdorff
 distance in unit-sphere units. Published numbers (``baselines/reported.csv``) are kept in their
-own table and are never mixed with measured rows.
+own table and are never mixed with measured rows. Which cells are compared and ranked:
+:mod:`sbdbench.bench.coverage`; code versions, dirty rows and method links: :mod:`sbdbench.bench.provenance`;
+the README page: :mod:`sbdbench.bench.markdown_page`, the HTML page: :mod:`sbdbench.bench.html`.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from sbdbench.bench.coverage import complete_mask, group_ranks, incomplete_suffix, mark_coverage, method_order
 from sbdbench.bench.grid import baselines_dir, format_n
+from sbdbench.bench.provenance import check_publishable
 from sbdbench.bench.store import ResultsStore
-from sbdbench.errors import DataError
+from sbdbench.errors import DataError, InputError
 from sbdbench.paths import atomic_write_bytes, atomic_write_text
 
 SCALE = 1e4
 CELL_ID = ["dataset", "noise", "n_points", "sigma", "method"]
 LEADERBOARD_COLUMNS = [
     "method", "dataset", "n_points", "sigma", "noise", "status",
-    "cd_1e4", "p2m_1e4", "p2m_pt3d_1e4", "hd", "n_shapes", "sec_per_shape", "peak_mem_mb",
-    "device", "params", "params_hash", "manifest_hash", "artifacts", "version", "git_commit", "finished_at", "error",
+    "cd_1e4", "p2m_1e4", "p2m_pt3d_1e4", "hd", "n_shapes", "n_expected", "complete", "rank", "sec_per_shape",
+    "peak_mem_mb", "device", "params", "params_hash", "manifest_hash", "artifacts", "version", "git_commit", "finished_at", "error",
 ]
 PER_SHAPE_COLUMNS = [
     "method", "dataset", "n_points", "sigma", "noise", "shape", "category", "n_out",
@@ -38,16 +42,23 @@ REPORTED_COLUMNS = ["method", "dataset", "n_points", "sigma", "cd_1e4", "p2m_1e4
 
 
 def default_out_dir() -> Path:
-    """``<repo>/leaderboard`` when run from inside the sbdbench source tree, else ``./leaderboard``."""
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        pyproject = folder / "pyproject.toml"
-        try:
-            if pyproject.is_file() and 'name = "sbdbench"' in pyproject.read_text(errors="replace"):
-                return folder / "leaderboard"
-        except OSError:
-            continue
-    return cwd / "leaderboard"
+    """``./leaderboard`` in the current directory, also inside a clone: the repository's committed
+    ``leaderboard/`` is written only when asked for (``--out leaderboard`` at the top of the clone, as ``make bench`` does)."""
+    return Path.cwd() / "leaderboard"
+
+
+def _is_source_root(folder: Path) -> bool:
+    try:
+        return 'name = "sbdbench"' in (folder / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def refuse_committed_default(out: Path) -> None:
+    """The default ``./leaderboard`` at the top of an sbdbench clone is the committed board: name it to write it."""
+    if _is_source_root(out.parent):
+        raise InputError(f"{out} is the repository's committed leaderboard; pass --out leaderboard to regenerate it "
+                         f"(as `make bench` does) or --out DIR for another folder")
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -85,8 +96,27 @@ def leaderboard_table(runs: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
         table[f"{raw}_1e4"] = table[raw] * SCALE
     table["n_shapes"] = table["n_shapes"].fillna(0).astype(int)
     table["params"] = table["params_json"]
+    table = _with_ranks(mark_coverage(table, shapes))
     table = table.sort_values(["dataset", "noise", "n_points", "sigma", "cd_1e4", "method"], na_position="last")
     return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+
+def _with_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """``rank`` of each row's method within its (dataset, noise) group (see :mod:`sbdbench.bench.coverage`)."""
+    table = table.copy()
+    table["rank"] = np.nan
+    for (dataset, noise), idx in table.groupby(["dataset", "noise"], sort=False).groups.items():
+        ranks = group_ranks(table.loc[idx])["rank"]
+        table.loc[idx, "rank"] = table.loc[idx, "method"].map(ranks).to_numpy()
+    table["rank"] = table["rank"].astype("Int64")
+    return table
+
+
+def comparable(board: pd.DataFrame, per_shape: pd.DataFrame) -> Tuple[pd.DataFrame, pd.DataFrame]:
+    """Only the complete cells of ``board`` and their per-shape rows (what the plots and category tables compare)."""
+    ok = board[complete_mask(board)]
+    keep = ok[CELL_ID].drop_duplicates()
+    return ok, per_shape.merge(keep, on=CELL_ID, how="inner")
 
 
 def load_results(db: Optional[str | os.PathLike] = None) -> Tuple[pd.DataFrame, pd.DataFrame]:
@@ -132,59 +162,75 @@ def _md_table(header: List[str], rows: List[List[str]], align: Optional[List[str
     return "\n".join(lines)
 
 
-def paper_layout(table: pd.DataFrame, metrics=("cd_1e4", "p2m_1e4"), digits: int = 2) -> Tuple[List[str], List[List[str]]]:
-    """Methods × (N, σ) with 'CD / P2M' in each cell and the best value of each column in bold.
+def paper_layout(table: pd.DataFrame, metrics=("cd_1e4", "p2m_1e4"), digits: int = 2,
+                 with_rank: bool = True) -> Tuple[List[str], List[List[str]]]:
+    """Methods × (N, σ) with 'CD / P2M' in each cell; the best complete value of each column in bold.
 
     ``table`` holds one row per method × N × σ (measured leaderboard rows of one dataset, or
-    reported rows); failed cells show 'failed', absent ones '–'.
+    reported rows); failed cells show 'failed', absent ones '–', a cell on fewer shapes than its
+    column its value with '(n/m shapes)', never bold. ``with_rank`` adds the rank column
+    (:func:`sbdbench.bench.coverage.group_ranks`).
     """
     combos = sorted({(int(n), float(s)) for n, s in zip(table["n_points"], table["sigma"])})
-    header = ["Method"] + [f"{format_n(n)} {s * 100:g}%" for n, s in combos]
-    has_status = "status" in table.columns
-    ok = table[table["status"] == "finished"] if has_status else table
+    header = ["Method"] + (["Rank"] if with_rank else []) + [f"{format_n(n)} {s * 100:g}%" for n, s in combos]
+    best = _column_bests(table, combos, metrics, digits)
+    ranks = group_ranks(table, metrics[0])
+    rows = []
+    for method in method_order(ranks):
+        row = [str(method)]
+        if with_rank:
+            rank = ranks.loc[method, "rank"]
+            row.append("–" if pd.isna(rank) else str(int(rank)))
+        for n, s in combos:
+            sel = table[(table["method"] == method) & (table["n_points"] == n) & np.isclose(table["sigma"], s)]
+            row.append(_paper_cell(sel, best, (n, s), metrics, digits))
+        rows.append(row)
+    return header, rows
+
+
+def _column_bests(table: pd.DataFrame, combos, metrics, digits: int) -> Dict[tuple, Optional[float]]:
+    """The best (smallest, rounded) value of each column and metric among the complete rows."""
+    ok = table[complete_mask(table)]
     best = {}
     for n, s in combos:
         sel = ok[(ok["n_points"] == n) & np.isclose(ok["sigma"], s)]
         for m in metrics:
             vals = sel[m].dropna().round(digits)
             best[(n, s, m)] = vals.min() if len(vals) else None
-    rows = []
-    order = _method_order(table, metrics[0])
-    for method in order:
-        row = [str(method)]
-        for n, s in combos:
-            sel = table[(table["method"] == method) & (table["n_points"] == n) & np.isclose(table["sigma"], s)]
-            if sel.empty:
-                row.append("–")
-                continue
-            rec = sel.iloc[0]
-            if has_status and rec["status"] != "finished":
-                row.append("failed")
-                continue
-            parts = []
-            for m in metrics:
-                text = _fmt(rec[m], digits)
-                if best[(n, s, m)] is not None and np.isfinite(rec[m]) and round(float(rec[m]), digits) == best[(n, s, m)]:
-                    text = f"**{text}**"
-                parts.append(text)
-            row.append(" / ".join(parts))
-        rows.append(row)
-    return header, rows
+    return best
 
 
-def _method_order(table: pd.DataFrame, metric: str) -> List[str]:
-    """Methods ordered by their mean rank on ``metric`` (best first), failed-only methods last."""
-    ranks = table.assign(_r=table.groupby(["n_points", "sigma"])[metric].rank())
-    order = ranks.groupby("method")["_r"].mean().sort_values(na_position="last")
-    return list(order.index)
+def _paper_cell(sel: pd.DataFrame, best, combo, metrics, digits: int) -> str:
+    if sel.empty:
+        return "–"
+    rec = sel.iloc[0]
+    if "status" in sel.columns and rec["status"] != "finished":
+        return "failed"
+    can_bold = bool(complete_mask(sel).iloc[0])
+    parts = []
+    for m in metrics:
+        text = _fmt(rec[m], digits)
+        top = best[(*combo, m)]
+        if can_bold and top is not None and np.isfinite(rec[m]) and round(float(rec[m]), digits) == top:
+            text = f"**{text}**"
+        parts.append(text)
+    return " / ".join(parts) + incomplete_suffix(rec, rec.get("n_expected"))
 
 
-def category_table(per_shape: pd.DataFrame, metric: str = "cd_1e4") -> Tuple[List[str], List[List[str]]]:
-    """Methods × categories: mean ``metric`` over the shapes of each category and every σ."""
+def category_table(per_shape: pd.DataFrame, metric: str = "cd_1e4",
+                   full: Optional[set] = None) -> Tuple[List[str], List[List[str]]]:
+    """Methods × categories: mean ``metric`` over the shapes of each category and every σ.
+
+    ``full``: the methods with a complete cell at every σ (default: all); any other is marked '†', never
+    bold, and has no 'all' value (its mean would cover other cells than the rest).
+    """
+    full = set(per_shape["method"].unique()) if full is None else set(full)
     cats = sorted(per_shape["category"].unique())
     pivot = per_shape.pivot_table(index="method", columns="category", values=metric, aggfunc="mean")
     pivot["_all"] = per_shape.groupby("method")[metric].mean()
-    pivot = pivot.sort_values("_all")
+    pivot.loc[~pivot.index.isin(full), "_all"] = np.nan
+    pivot = pivot.assign(_part=~pivot.index.isin(full)).sort_values(["_part", "_all"]).drop(columns="_part")
+    bests = pivot[pivot.index.isin(full)].min()
     header = ["Method"] + [f"{c} ({per_shape[per_shape['category'] == c]['shape'].nunique()})" for c in cats] + ["all"]
     rows = []
     for method, rec in pivot.iterrows():
@@ -192,81 +238,28 @@ def category_table(per_shape: pd.DataFrame, metric: str = "cd_1e4") -> Tuple[Lis
         for c in cats + ["_all"]:
             value = rec.get(c, np.nan)
             text = _fmt(value)
-            if np.isfinite(value) and round(value, 2) == round(pivot[c].min(), 2):
+            if method in full and np.isfinite(value) and round(value, 2) == round(bests[c], 2):
                 text = f"**{text}**"
             cells.append(text)
-        rows.append([str(method)] + cells)
+        rows.append([str(method) + ("" if method in full else " †")] + cells)
     return header, rows
+
+
+def category_inputs(board: pd.DataFrame, per_shape: pd.DataFrame, n_points: int) -> Tuple[pd.DataFrame, set]:
+    """Per-shape rows of the complete cells at ``n_points`` and the methods complete at every σ there."""
+    at_n = board[board["n_points"] == n_points]
+    n_sigmas = at_n["sigma"].nunique()
+    ok, rows = comparable(at_n, per_shape[per_shape["n_points"] == n_points])
+    counts = ok.groupby("method").size()
+    return rows, set(counts.index[counts == n_sigmas])
+
+
+CATEGORY_NOTE = "† lacks a complete cell at some σ of this resolution: not in 'all', never bold."
 
 
 def groups(table: pd.DataFrame) -> List[Tuple[str, str]]:
     """(dataset, noise model) pairs in the table, sorted."""
     return sorted({(d, n) for d, n in zip(table["dataset"], table["noise"])})
-
-
-def render_markdown(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame,
-                    plot_files: Optional[Dict[str, str]] = None) -> str:
-    """The leaderboard README: paper-layout tables, per-category breakdown, reported numbers, failures."""
-    out = ["# sbdbench leaderboard", ""]
-    out.append("Generated by `sbdbench leaderboard` from the results database. CD and P2M are ×10⁴ (lower is better), "
-               "means over the test shapes of each cell; P2M is the exact point-to-mesh distance (`p2m`; the "
-               "PyTorch3D-default variant `p2m_pt3d` is in `leaderboard.csv`). **Bold**: best in its column. "
-               "Full numbers: [`leaderboard.csv`](leaderboard.csv) (one row per cell), [`per_shape.csv`](per_shape.csv); "
-               "sortable table and plots: [`index.html`](index.html).")
-    out.append("")
-    if board.empty:
-        out += ["No results yet: run `sbdbench bench` first.", ""]
-    for dataset, noise in groups(board):
-        sub = board[(board["dataset"] == dataset) & (board["noise"] == noise)]
-        out += [f"## {dataset} ({noise} noise): CD / P2M ×10⁴", ""]
-        header, rows = paper_layout(sub)
-        out += [_md_table(header, rows), ""]
-        ok = sub[sub["status"] == "finished"]
-        if not ok.empty:
-            out.append(f"{ok['n_shapes'].max()} test shapes per cell; device {', '.join(sorted(ok['device'].unique()))}; "
-                       f"sbdbench {', '.join(sorted(ok['version'].unique()))} (commit {', '.join(sorted(ok['git_commit'].unique()))}).")
-            out.append("")
-            speed = ok.groupby(["method", "n_points"])["sec_per_shape"].mean().unstack("n_points")
-            header = ["Method"] + [f"s/shape {format_n(n)}" for n in speed.columns]
-            mem = ok.groupby("method")["peak_mem_mb"].max()
-            header.append("peak MB")
-            rows = [[m] + [_fmt(v, 2) for v in speed.loc[m]] + [_fmt(mem.get(m, np.nan), 0)] for m in speed.index]
-            out += ["Seconds per shape (denoising only, scoring excluded) and peak memory (resident, whole process) during one denoising call:", "",
-                    _md_table(header, rows), ""]
-        shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
-        for n in sorted(shapes_here["n_points"].unique()):
-            sub_shapes = shapes_here[shapes_here["n_points"] == n]
-            levels = ", ".join(f"{s * 100:g}%" for s in sorted(sub_shapes["sigma"].unique()))
-            out += [f"### Per category, {format_n(n)}: CD ×10⁴, mean over σ = {levels}", ""]
-            header, rows = category_table(sub_shapes)
-            out += [_md_table(header, rows), ""]
-    if plot_files:
-        out += ["## Plots", ""]
-        for title, rel in plot_files.items():
-            out += [f"![{title}]({rel})", ""]
-    failed = board[board["status"] == "failed"]
-    if not failed.empty:
-        out += ["## Failed cells", "", "These cells failed twice; their error is below (and in `leaderboard.csv`).", ""]
-        rows = [[r.method, r.dataset, format_n(r.n_points), f"{r.sigma * 100:g}%", str(r.error).splitlines()[0][:200]]
-                for r in failed.itertuples()]
-        out += [_md_table(["Method", "Dataset", "N", "σ", "Error"], rows, ["---"] * 5), ""]
-    if not reported.empty:
-        out += ["## Reported on PUNet (published numbers, not measured here)", ""]
-        out.append("Copied from papers for orientation only: a different dataset (PUNet, not synth), other code and "
-                   "other P2M implementations, so **not comparable row-for-row with the measured tables above**. "
-                   "Source of every row: [`baselines/reported.csv`](../baselines/reported.csv).")
-        out.append("")
-        for dataset in sorted(reported["dataset"].unique()):
-            header, rows = paper_layout(reported[reported["dataset"] == dataset])
-            header[0] = f"Method (reported on {dataset})"
-            out += [_md_table(header, rows), ""]
-        sources = reported.groupby("source")["method"].unique()
-        out += ["Sources:", ""]
-        out += [f"- {', '.join(methods)}: {source}." for source, methods in sources.items()]
-        notes = sorted({n for n in reported["note"].dropna().unique()})
-        out += [f"- Note: {n}." for n in notes]
-        out.append("")
-    return "\n".join(out)
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -282,14 +275,22 @@ class LeaderboardFiles:
 
 
 def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[str | os.PathLike] = None,
-                      *, reported: Optional[str | os.PathLike] = None, plots: bool = True) -> LeaderboardFiles:
+                      *, reported: Optional[str | os.PathLike] = None, plots: bool = True,
+                      allow_dirty: bool = False) -> LeaderboardFiles:
     """Write leaderboard.csv, per_shape.csv, README.md, index.html (and plots/*.png) under ``out_dir``
-    (default: :func:`default_out_dir`), from the results database ``db``."""
+    (default: :func:`default_out_dir`, ``./leaderboard``), from the results database ``db``.
+
+    Rows that ran from a source tree with uncommitted changes (``git_commit`` ending in ``-dirty``) are
+    refused before anything is written, unless ``allow_dirty`` (then they are published, marked)."""
     from sbdbench.bench import html as html_page
+    from sbdbench.bench import markdown_page
 
     out = Path(out_dir) if out_dir is not None else default_out_dir()
+    if out_dir is None:
+        refuse_committed_default(out)
     runs, shapes = load_results(db)
     board = leaderboard_table(runs, shapes)
+    check_publishable(board, allow_dirty)
     per_shape = per_shape_table(runs, shapes)
     published = load_reported(reported)
     written = []
@@ -307,13 +308,13 @@ def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[
     if plots and not board.empty:
         from sbdbench.bench.plots import make_plots
 
-        images = make_plots(board, per_shape)
+        images = make_plots(*comparable(board, per_shape))
         for name, png in images.items():
             path = out / "plots" / f"{name}.png"
             atomic_write_bytes(path, png)
             written.append(path)
             plot_files[name.replace("_", " ")] = f"plots/{name}.png"
-    atomic_write_text(out / "README.md", render_markdown(board, per_shape, published, plot_files))
+    atomic_write_text(out / "README.md", markdown_page.render_markdown(board, per_shape, published, plot_files))
     written.append(out / "README.md")
     atomic_write_text(out / "index.html", html_page.render_html(board, per_shape, published, images))
     written.append(out / "index.html")

@@ -118,25 +118,27 @@ class RunInfo:
 
 
 def current_run_info() -> RunInfo:
-    """sbdbench version, git commit of the source tree (``-dirty`` when modified) and host name."""
+    """sbdbench version, git commit of the source tree (``-dirty`` when a tracked file outside ``leaderboard/``
+    has uncommitted changes; ``sbdbench leaderboard`` refuses such rows without ``--allow-dirty``) and host name."""
     from sbdbench import __version__
 
     return RunInfo(__version__, git_commit(), socket.gethostname())
 
 
-def git_commit() -> str:
-    """The commit of the sbdbench source tree, or 'unknown' (installed from a wheel, no git)."""
+def git_commit(repo: Optional[Path] = None) -> str:
+    """The commit of the sbdbench source tree (or of ``repo``), or 'unknown' (installed from a wheel, no git)."""
     import subprocess
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
     if not (repo / ".git").exists():
         return "unknown"
     try:
         head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        # the published leaderboard/ is output, not code: regenerating it must not mark later runs dirty
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)leaderboard"], capture_output=True, text=True, timeout=10)
         return head.stdout.strip()[:12] + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -45,6 +45,10 @@ class Denoiser:
     name: ClassVar[str] = ""
     #: the paper the method follows (one line), shown by ``sbdbench methods``.
     paper: ClassVar[str] = ""
+    #: a link to the paper (DOI, arXiv, HAL), where known; the leaderboard shows ``paper`` as plain text otherwise.
+    paper_url: ClassVar[str] = ""
+    #: the authors' reference code, where there is one (the leaderboard's "code" link).
+    code_url: ClassVar[str] = ""
     #: whether the output always has exactly as many points as the input.
     preserves_count: ClassVar[bool] = True
     #: whether the method runs torch code and honours a ``device`` parameter.

@@ -35,6 +35,7 @@ class Bilateral(Denoiser):
 
     name = "bilateral"
     paper = "Digne & de Franchis: The bilateral filter for point clouds, IPOL 7 (2017); after Fleishman et al., SIGGRAPH 2003"
+    paper_url = "https://doi.org/10.5201/ipol.2017.179"  # the IPOL article page carries the authors' code
     summary = "move each point along its normal by a bilateral-weighted mean of neighbour offsets"
     tuning_grid = {"radius_scale": [2.0, 3.0, 4.0], "iterations": [1, 3], "sigma_n_scale": [1.0, 2.0]}
 

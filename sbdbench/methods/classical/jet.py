@@ -69,6 +69,7 @@ class Jet(Denoiser):
 
     name = "jet"
     paper = "Cazals & Pouget: Estimating differential quantities using polynomial fitting of osculating jets, CAGD 22(2) 2005"
+    paper_url = "https://hal.inria.fr/inria-00097582"
     summary = "fit a local quadric height field (osculating jet) and move the point onto it"
     tuning_grid = {"radius_scale": [2.0, 2.5, 3.0, 4.0, 5.0], "iterations": [1, 2]}
 

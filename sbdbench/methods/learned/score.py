@@ -100,6 +100,8 @@ class ScoreDenoise(WeightsDigestMixin, Denoiser):
 
     name = "score"
     paper = "Luo & Hu, Score-Based Point Cloud Denoising, ICCV 2021"
+    paper_url = "https://arxiv.org/abs/2107.10981"
+    code_url = "https://github.com/luost26/score-denoise"
     preserves_count = True
     uses_torch = True
 
