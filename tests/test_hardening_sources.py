@@ -125,7 +125,7 @@ def test_s1_the_other_lists_are_checked_too_and_splits_is_honoured(tmp_path, sbd
 def test_s1_cli_reproduction_from_the_issue(tmp_path, sbd_home):
     victim = _victims(tmp_path)
     archive = _pcn_archive(tmp_path, str(victim / "leak"))
-    line = _cli_error("fetch", "pointcleannet", "--from", str(archive), "--no-progress")
+    line = _cli_error("fetch", "pointcleannet", "--from", str(archive), "--quiet")
     assert "refused" in line and "not a plain file name" in line
     assert not (victim / "leak.xyz").exists()
     _assert_nothing_installed(sbd_home)
@@ -190,7 +190,7 @@ def test_s2_fetch_with_a_bomb_installs_and_pins_nothing(tmp_path, sbd_home):
 def test_w4_from_a_web_page_pins_nothing_and_the_right_file_then_installs(tmp_path, sbd_home):
     page = tmp_path / "page.html"
     page.write_bytes(HTML_PAGE)
-    line = _cli_error("fetch", "punet", "--from", str(page), "--no-progress")
+    line = _cli_error("fetch", "punet", "--from", str(page), "--quiet")
     assert "a web page" in line and "nothing was recorded" in line
     assert page.read_bytes() == HTML_PAGE  # the user's file is not deleted
     _assert_nothing_installed(sbd_home)
@@ -274,7 +274,7 @@ def test_t3_manifest_property_and_fetch_over_a_non_object_manifest(sbd_home, tmp
     ("dmr", "noise_levels=0.01", "unknown option(s) noise_levels"),
 ])
 def test_ignored_options_are_refused_before_anything_runs(sbd_home, name, option, message):
-    line = _cli_error("fetch", name, "-o", option, "--no-progress")
+    line = _cli_error("fetch", name, "-o", option, "--quiet")
     assert message in line
     assert not sbd_home.exists() or not _files(sbd_home)
 
@@ -282,10 +282,10 @@ def test_ignored_options_are_refused_before_anything_runs(sbd_home, name, option
 # --- --from PATH ---------------------------------------------------------------------------------------
 def test_from_a_single_file_on_a_multi_file_card_is_refused_before_the_network(tmp_path, sbd_home):
     some = _zip(tmp_path / "downloaded.zip", {"x.txt": b"x"})
-    line = _cli_error("fetch", "dmr", "--from", str(some), "--no-progress")
+    line = _cli_error("fetch", "dmr", "--from", str(some), "--quiet")
     assert "dmr needs 2 files (dataset_test.zip, gts_full_test_50k.archive)" in line and "folder" in line
     (tmp_path / "empty").mkdir()
-    line = _cli_error("fetch", "dmr", "--from", str(tmp_path / "empty"), "--no-progress")
+    line = _cli_error("fetch", "dmr", "--from", str(tmp_path / "empty"), "--quiet")
     assert "holds none of dmr's files" in line
     assert not sbd_home.exists() or not _files(sbd_home)
 
@@ -310,7 +310,7 @@ def test_from_a_device_or_pipe_says_so(tmp_path, sbd_home, kind):
     else:
         path = tmp_path / "pipe"
         os.mkfifo(path)
-    line = _cli_error("fetch", "punet", "--from", str(path), "--no-progress")
+    line = _cli_error("fetch", "punet", "--from", str(path), "--quiet")
     assert f"--from {path}: not a regular file or a folder" in line and "no such file" not in line
     _assert_nothing_installed(sbd_home)
 

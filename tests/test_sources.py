@@ -324,10 +324,10 @@ def test_cli_fetch_end_to_end_with_env_url_map(hosts, monkeypatch):
     from sbdbench.cli import main
 
     monkeypatch.setenv("SBDBENCH_URL_MAP", ";".join(f"{k}={v}" for k, v in url_map(hosts.base).items()))
-    out = CliRunner().invoke(main, ["fetch", "punet", "--no-progress"])
+    out = CliRunner().invoke(main, ["fetch", "punet", "--quiet"])
     assert out.exit_code == 0, out.output
     assert "punet: installed" in out.output
-    out = CliRunner().invoke(main, ["fetch", "punet", "--no-progress"])
+    out = CliRunner().invoke(main, ["fetch", "punet", "--quiet"])
     assert out.exit_code == 0 and "already present" in out.output
     out = CliRunner().invoke(main, ["fetch", "punet", "-o", "nonsense=1"])
     assert out.exit_code == 1 and "unknown option(s) nonsense" in out.output
