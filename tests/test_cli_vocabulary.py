@@ -48,7 +48,7 @@ def test_old_spelling_works_and_warns(capsys, command, required, old, value, par
 
 
 def test_fetch_no_progress_is_quiet(capsys):
-    assert _params("fetch", ["--quiet"])["quiet"] is True
+    assert _params("fetch", ["--no-progress"])["quiet"] is True
     assert "deprecated; use --quiet" in capsys.readouterr().err
 
 
