@@ -18,7 +18,7 @@ def compare(per_shape: pd.DataFrame, method: str, against: str) -> pd.DataFrame:
     key = ["dataset", "n_points", "sigma", "shape"]
     a = per_shape[per_shape["method"] == method].set_index(key)
     b = per_shape[per_shape["method"] == against].set_index(key)
-    both = a[["cd_1e4", "p2m_1e4"]].join(b[["cd_1e4", "p2m_1e4"]], lsuffix="_a", rsuffix="_b", how="inner").reset_index()
+    both = a[["cd_1e4", "p2m_1e4"]].merge(b[["cd_1e4", "p2m_1e4"]], left_index=True, right_index=True, suffixes=("_a", "_b")).reset_index()
     rows = []
     for (ds, n, s), g in both.groupby(["dataset", "n_points", "sigma"]):
         lost = g[g["cd_1e4_a"] > g["cd_1e4_b"]]
