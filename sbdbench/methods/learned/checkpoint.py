@@ -9,6 +9,7 @@ A missing, corrupt or mismatched file is a :class:`~sbdbench.errors.DataError` w
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -18,16 +19,37 @@ from torch import nn
 from sbdbench.errors import DataError, InputError
 from sbdbench.paths import atomic_path, home
 
-#: sha256 of the released ScoreDenoise checkpoint (luost26/score-denoise, pretrained/ckpt.pt).
-OFFICIAL_SHA256 = "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
-OFFICIAL_URL = "https://github.com/luost26/score-denoise/raw/main/pretrained/ckpt.pt"
 #: the shipped weights live in the package (``sbdbench/weights/``).
 PACKAGE_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 
 
-def official_weights_path() -> Path:
-    """Where ``sbdbench fetch score-official`` puts the released checkpoint."""
-    return home() / "weights" / "score-denoise-official.pt"
+@dataclass(frozen=True)
+class OfficialWeights:
+    """Where a method's released checkpoint comes from (a ``datasets/<fetch>.toml`` weights card) and where
+    ``sbdbench fetch <fetch>`` installs it (``$SBDBENCH_HOME/weights/<file>``)."""
+
+    fetch: str
+    file: str
+
+
+#: {method: its released weights}; each learned method module registers its own with :func:`register_official`
+#: (``sbd`` uses ScoreDenoise's release: the same networks).
+OFFICIAL: Dict[str, OfficialWeights] = {
+    "score": OfficialWeights("score-official", "score-denoise-official.pt"),
+    "sbd": OfficialWeights("score-official", "score-denoise-official.pt"),
+}
+
+
+def register_official(method: str, fetch: str, file: str) -> None:
+    """Declare that ``weights=official`` of ``method`` is the file that ``sbdbench fetch <fetch>`` installs."""
+    OFFICIAL[method] = OfficialWeights(fetch, file)
+
+
+def official_weights_path(method: str = "score") -> Path:
+    """Where ``sbdbench fetch <card>`` puts ``method``'s released checkpoint."""
+    if method not in OFFICIAL:
+        raise InputError(f"{method!r} has no released weights (weights must be 'project' or a path to a checkpoint)")
+    return home() / "weights" / OFFICIAL[method].file
 
 
 #: names of the weights shipped in the package: ``sbdbench/weights/<method>_<name>.pt`` (``scratch``: sbd's
@@ -40,13 +62,13 @@ def project_weights_path(method: str = "score", name: str = "project") -> Path:
     return PACKAGE_WEIGHTS_DIR / f"{method}_{name}.pt"
 
 
-def resolve_weights(weights: str | Path, method: str = "score", fetch_name: str = "score-official") -> Path:
+def resolve_weights(weights: str | Path, method: str = "score") -> Path:
     """Turn ``official`` / ``project`` / ``scratch`` / a file path into an existing file, or raise a clear error."""
     spec = str(weights)
     if spec == "official":
-        path = official_weights_path()
+        path = official_weights_path(method)
         if not path.is_file():
-            raise DataError(f"the official {method} weights are not downloaded ({path} is absent): run `sbdbench fetch {fetch_name}`")
+            raise DataError(f"the official {method} weights are not downloaded ({path} is absent): run `sbdbench fetch {OFFICIAL[method].fetch}`")
         return path
     if spec in SHIPPED:
         path = project_weights_path(method, spec)

@@ -138,7 +138,7 @@ class ScoreDenoise(WeightsDigestMixin, Denoiser):
         cached = getattr(self, "_loaded", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        path = resolve_weights(self.weights, method="score", fetch_name="score-official")
+        path = resolve_weights(self.weights, method="score")
         state, meta = load_checkpoint(path)
         model = load_into(ScoreDenoiseModel(), state, source=path).eval()
         try:
