@@ -14,6 +14,8 @@ weights         :mod:`.weights`       a checkpoint file under ``$SBDBENCH_HOME/w
 synth           :func:`sbdbench.data.synth.build_synth_dataset` (offline, no download)
 ==============  ===============================================================================
 
+``weights-archive`` (:mod:`.weights_archive`): one checkpoint taken out of a larger archive (IterativePFN).
+
 Host clients: :mod:`.http` (resume, retries, verification), :mod:`.gdrive`, :mod:`.nextcloud`,
 :mod:`.huggingface`; :mod:`.archives` extracts safely; :mod:`.lockfile` records first-use hashes.
 """
@@ -41,6 +43,7 @@ KINDS: Dict[str, str] = {
     "modelnet40": "sbdbench.data.sources.meshsets:install_modelnet40",
     "shapenet": "sbdbench.data.sources.meshsets:install_shapenet",
     "weights": "sbdbench.data.sources.weights:install",
+    "weights-archive": "sbdbench.data.sources.weights_archive:install",
     "synth": "sbdbench.data.sources.weights:install_synth",
 }
 
@@ -125,7 +128,7 @@ def list_sources() -> List[SourceInfo]:
             if name != "synth":
                 raise
             card = Card("synth", "synth (offline procedural dataset)", "synth", "MIT", "", "", "built offline", "synth", ())
-        if card.kind == "weights":
+        if card.kind in ("weights", "weights-archive"):
             target = home() / card.options.get("target", f"weights/{name}.pt")
         else:
             target = data_root() / card.options.get("dataset", name)
