@@ -5,9 +5,12 @@ HTTP 500 for the first N requests, a server that ignores ``Range``). :class:`Dri
 reproduces Google Drive's response shapes (direct file with ``Content-Disposition``, the
 virus-scan confirmation page in its current form and legacy-link variants, the JSON
 ``downloadUrl`` variant, the quota error page and the ``embeddedfolderview`` folder listing).
-Nextcloud, Hugging Face (``ETag`` / ``X-Linked-Etag``), Stanford and GitHub raw are plain files
-under their own prefix. No test touches the internet: :data:`URL_MAP` rewrites every real host to
-this server.
+:class:`HubEmulator` answers like the Hugging Face Hub's ``resolve`` endpoint (``X-Repo-Commit``,
+``X-Linked-Etag`` / ``X-Linked-Size`` for LFS files, ``X-Error-Code: RevisionNotFound`` /
+``EntryNotFound`` 404s), the headers huggingface_hub relies on. Nextcloud, Stanford and GitHub raw
+are plain files under their own prefix. No test touches the internet: :data:`URL_MAP` rewrites
+every real host to this server (gdown through the Drive module's transport adapter,
+huggingface_hub through its ``endpoint``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class LoopbackServer:
     def __init__(self) -> None:
         self.files: Dict[str, FileRoute] = {}
         self.handlers: Dict[str, Handler] = {}
+        self.prefix_handlers: Dict[str, Handler] = {}  # tried when no exact handler or file matches
         self.log: List[Request] = []
         server = self
 
@@ -119,7 +123,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elif parts.path in self.owner.files:
             self.serve_route(self.owner.files[parts.path], req)
         else:
-            self.send_text(404, "Not Found")
+            prefix = next((p for p in self.owner.prefix_handlers if parts.path.startswith(p)), None)
+            if prefix is not None:
+                self.owner.prefix_handlers[prefix](self, req)
+            else:
+                self.send_text(404, "Not Found")
 
     # --- helpers used by handlers --------------------------------------------------------------
     def send_text(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8", headers: Optional[Dict[str, str]] = None) -> None:
@@ -310,6 +318,52 @@ class DriveEmulator:
             )
         page = f"<!DOCTYPE html><html><head><title>{html.escape(folder['__title__'])}</title></head><body><div class=\"flip-entries\">{''.join(entries)}</div></body></html>"
         handler.send_text(200, page, "text/html; charset=utf-8")
+
+
+# --- Hugging Face Hub ------------------------------------------------------------------------------
+class HubEmulator:
+    """``/hf/<datasets/|models: none>/<repo>/resolve/<revision>/<path>`` answered like huggingface.co.
+
+    ``add_file(repo, revision, path, body)`` serves ``body`` with the Hub's headers; ``etag_sha``
+    overrides the LFS ETag (a wrong one models a corrupted transfer); ``lfs=False`` gives a plain
+    git file (a blob-id ETag, no sha256). Other revisions of a known repo answer 404
+    ``RevisionNotFound``, other files ``EntryNotFound``, other repos 401 ``RepoNotFound``.
+    """
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, server: LoopbackServer) -> None:
+        self.server = server
+        self.files: Dict[tuple, FileRoute] = {}  # (repo path, revision, file path) -> route
+        server.prefix_handlers["/hf/"] = self._resolve
+
+    def add_file(self, repo: str, revision: str, path: str, body: bytes, *, repo_type: str = "dataset", lfs: bool = True,
+                 etag_sha: Optional[str] = None, **route) -> FileRoute:
+        headers = {"X-Repo-Commit": self.COMMIT, "ETag": f'"{hashlib.sha1(body).hexdigest()}"'}
+        if lfs:
+            headers.update({"X-Linked-Etag": f'"{etag_sha or sha256(body)}"', "X-Linked-Size": str(len(body))})
+        prefix = {"dataset": "datasets/", "model": "", "space": "spaces/"}[repo_type]
+        self.files[(prefix + repo, revision, path)] = FileRoute(body=body, headers=headers, **route)
+        return self.files[(prefix + repo, revision, path)]
+
+    def _resolve(self, handler: _RequestHandler, req: Request) -> None:
+        head, sep, tail = req.path[len("/hf/"):].partition("/resolve/")
+        revision, _, path = tail.partition("/")
+        route = self.files.get((head, revision, path))
+        if sep and route is not None:
+            handler.serve_route(route, req)
+            return
+        known = {(r, v) for r, v, _ in self.files}
+        if not sep or head not in {r for r, _ in known}:
+            code, status = "RepoNotFound", 401
+        elif (head, revision) not in known:
+            code, status = "RevisionNotFound", 404
+        else:
+            code, status = "EntryNotFound", 404
+        headers = {"X-Error-Code": code, "X-Error-Message": code}
+        if code == "EntryNotFound":
+            headers["X-Repo-Commit"] = self.COMMIT
+        handler.send_text(status, f'{{"error": "{code}"}}', "application/json", headers=headers)
 
 
 def url_map(base: str) -> Dict[str, str]:

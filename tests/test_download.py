@@ -11,13 +11,13 @@ import zipfile
 import pytest
 
 from sbdbench.data.sources import archives
-from sbdbench.data.sources.gdrive import DriveClient, confirmation_url, parse_folder_listing
+from sbdbench.data.sources import huggingface as hf
+from sbdbench.data.sources.gdrive import DriveClient
 from sbdbench.data.sources.http import Downloader
 from sbdbench.paths import sha256_file
-from sbdbench.data.sources.huggingface import etag_sha256
 from sbdbench.data.sources.lockfile import LockFile
 from sbdbench.errors import DataError
-from http_fixtures import DriveEmulator, LoopbackServer, sha256
+from http_fixtures import DriveEmulator, HubEmulator, LoopbackServer, sha256, url_map
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not compressible to nothing, distinct bytes per offset
 
@@ -157,21 +157,16 @@ def test_disk_full_is_one_line_and_keeps_nothing_final(server, dl, tmp_path, mon
     assert not (tmp_path / "big.bin").exists()
 
 
-# --- Hugging Face ETag -------------------------------------------------------------------------
-def test_huggingface_etag_gives_the_sha256(server, dl):
-    digest = sha256(PAYLOAD)
-    server.add_file("/hf/datasets/o/r/resolve/v1/f.bin", PAYLOAD, headers={"X-Linked-Etag": f'"{digest}"', "ETag": '"abc-not-a-sha"'})
-    assert etag_sha256(dl, server.url("/hf/datasets/o/r/resolve/v1/f.bin")) == digest
-    server.add_file("/hf/datasets/o/r/resolve/v1/small.txt", b"x", headers={"ETag": 'W/"1-abc"'})
-    assert etag_sha256(dl, server.url("/hf/datasets/o/r/resolve/v1/small.txt")) is None
-
-
-# --- Google Drive ----------------------------------------------------------------------------------
+# --- Google Drive (gdown, pointed at the loopback server through the URL map) ---------------------
 @pytest.fixture()
 def drive(server, dl):
     emu = DriveEmulator(server)
-    client = DriveClient(dl, drive_base=server.url("/gdrive"), usercontent_base=server.url("/usercontent"), docs_base=server.url("/docs"))
-    return emu, client
+    return emu, DriveClient(dl, url_map=url_map(server.base))
+
+
+def _left_in(folder):
+    """Every file under ``folder`` except the download locks: what a download left behind."""
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and ".locks" not in p.parts)
 
 
 @pytest.mark.parametrize("shape", ["direct", "redirect", "form", "legacy", "json"])
@@ -181,12 +176,13 @@ def test_drive_file_shapes(drive, tmp_path, shape):
     target = tmp_path / "data.zip"
     digest = client.download("FILEID_" + shape + "_0123456789", target)
     assert digest == sha256(PAYLOAD) and target.read_bytes() == PAYLOAD
+    assert _left_in(tmp_path) == ["data.zip"]
 
 
 def test_drive_confirm_download_resumes_after_cut(drive, server, tmp_path):
     emu, client = drive
     emu.add_file("BIGFILE_0123456789abcdef", "data.zip", PAYLOAD, shape="form")
-    # cut the transfer of the real bytes (the 2nd request: the 1st only resolves the URL)
+    # cut the first transfer of the real bytes (after the confirmation page), past gdown's first 512 KiB chunk
     original = emu._send_file
     calls = []
 
@@ -194,7 +190,7 @@ def test_drive_confirm_download_resumes_after_cut(drive, server, tmp_path):
         from http_fixtures import FileRoute
 
         calls.append(req)
-        route = FileRoute(body=f.body, headers={"Content-Disposition": f'attachment; filename="{f.name}"'}, cut_after=len(f.body) // 3, cuts_left=1 if len(calls) == 2 else 0)
+        route = FileRoute(body=f.body, headers={"Content-Disposition": f'attachment; filename="{f.name}"'}, cut_after=len(f.body) * 3 // 4, cuts_left=1 if len(calls) == 1 else 0)
         handler.serve_route(route, req)
 
     emu._send_file = cutting
@@ -204,6 +200,40 @@ def test_drive_confirm_download_resumes_after_cut(drive, server, tmp_path):
     emu._send_file = original
 
 
+def test_drive_truncated_beyond_retries_keeps_the_part_and_the_rerun_resumes(server, tmp_path):
+    emu = DriveEmulator(server)
+    client = DriveClient(Downloader(retries=0, backoff=0.0, timeout=(5, 5), progress=False), url_map=url_map(server.base))
+    emu.add_file("CUTFILE_0123456789abcdef", "data.zip", PAYLOAD, shape="direct")
+    original = emu._send_file
+    from http_fixtures import FileRoute
+
+    emu._send_file = lambda h, r, f: h.serve_route(FileRoute(body=f.body, headers={"Content-Disposition": 'attachment; filename="data.zip"'}, cut_after=len(f.body) // 2, cuts_left=1), r)
+    with pytest.raises(DataError) as info:
+        client.download("CUTFILE_0123456789abcdef", tmp_path / "data.zip", expected_sha256=sha256(PAYLOAD))
+    msg = str(info.value)
+    assert "\n" not in msg and "is kept; rerun to resume" in msg and not (tmp_path / "data.zip").exists()
+    emu._send_file = original
+    client.download("CUTFILE_0123456789abcdef", tmp_path / "data.zip", expected_sha256=sha256(PAYLOAD))
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD and _left_in(tmp_path) == ["data.zip"]
+    assert server.requests_to("/gdrive/uc")[-1].headers.get("range", "").startswith("bytes=")
+
+
+def test_drive_wrong_bytes_are_a_checksum_error_and_install_nothing(drive, tmp_path):
+    emu, client = drive
+    emu.add_file("WRONGBYTES_0123456789abcdef", "data.zip", PAYLOAD[::-1], shape="form")
+    with pytest.raises(DataError, match=r"data.zip: checksum mismatch .* nothing was installed"):
+        client.download("WRONGBYTES_0123456789abcdef", tmp_path / "data.zip", expected_sha256=sha256(PAYLOAD))
+    assert _left_in(tmp_path) == []
+
+
+def test_drive_size_other_than_the_cards_is_stopped(drive, tmp_path):
+    emu, client = drive
+    emu.add_file("BIGGER_0123456789abcdef", "data.zip", PAYLOAD + b"extra", shape="direct")
+    with pytest.raises(DataError, match=f"announces {len(PAYLOAD) + 5} bytes but the card expects {len(PAYLOAD)}"):
+        client.download("BIGGER_0123456789abcdef", tmp_path / "data.zip", expected_size=len(PAYLOAD))
+    assert _left_in(tmp_path) == []
+
+
 def test_drive_quota_page_gives_instructions(drive, tmp_path):
     emu, client = drive
     emu.add_file("QUOTA_0123456789abcdef", "data.zip", PAYLOAD, shape="quota")
@@ -211,37 +241,133 @@ def test_drive_quota_page_gives_instructions(drive, tmp_path):
         client.download("QUOTA_0123456789abcdef", tmp_path / "data.zip", what="data.zip")
     msg = str(info.value)
     assert "quota exceeded" in msg and "Too many users" in msg and "--from PATH" in msg and "24 h" in msg
+    assert "\n" not in msg and "Gdown" not in msg  # gdown's multi-line text is not passed through
     assert not (tmp_path / "data.zip").exists()
 
 
-def test_drive_private_file(drive, tmp_path):
+@pytest.mark.parametrize("shape", ["private", "missing"])
+def test_drive_private_or_missing_file(drive, tmp_path, shape):
     emu, client = drive
-    emu.add_file("PRIVATE_0123456789abcdef", "x.zip", PAYLOAD, shape="private")
+    if shape == "private":
+        emu.add_file("PRIVATE_0123456789abcdef", "x.zip", PAYLOAD, shape="private")
     with pytest.raises(DataError, match="private, removed"):
         client.download("PRIVATE_0123456789abcdef", tmp_path / "x.zip")
+    assert _left_in(tmp_path) == []
+
+
+def test_drive_unreachable_is_one_line(dl, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = DriveClient(Downloader(retries=0, backoff=0, progress=False), url_map={"https://drive.google.com": f"http://127.0.0.1:{port}"})
+    with pytest.raises(DataError, match=rf"^cannot reach 127.0.0.1:{port} \(no network\?\)"):
+        client.download("ANYFILE_0123456789abcdef", tmp_path / "x.zip")
+
+
+def test_drive_writes_no_cookie_file(drive, tmp_path, monkeypatch):
+    import importlib
+
+    cookies = tmp_path / "home" / ".cache" / "gdown" / "cookies.txt"
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE", str(cookies))
+    emu, client = drive
+    emu.add_file("COOKIE_0123456789abcdefgh", "data.zip", PAYLOAD, shape="form")
+    client.download("COOKIE_0123456789abcdefgh", tmp_path / "data.zip")
+    assert not cookies.exists()
 
 
 def test_drive_folder_listing(drive):
     emu, client = drive
-    emu.add_folder("FOLDER_0123456789abcdef", "score-denoise data", {"1AbCdEfGhIjKlMnOpQrStUvWxYz012": "data.zip", "1ZyXwVuTsRqPoNmLkJiHgFeDcBa98": "README.txt"})
+    emu.add_folder("FOLDER_0123456789abcdef", "score-denoise data", {"1AbCdEfGhIjKlMnOpQrStUvWxYz012": "data.zip", "1ZyXwVuTsRqPoNmLkJiHgFeDcBa98": "README & notes.txt"})
     entries = client.list_folder("FOLDER_0123456789abcdef")
-    assert [(e.id, e.name) for e in entries] == [("1AbCdEfGhIjKlMnOpQrStUvWxYz012", "data.zip"), ("1ZyXwVuTsRqPoNmLkJiHgFeDcBa98", "README.txt")]
+    assert [(e.id, e.name) for e in entries] == [("1AbCdEfGhIjKlMnOpQrStUvWxYz012", "data.zip"), ("1ZyXwVuTsRqPoNmLkJiHgFeDcBa98", "README & notes.txt")]
     assert client.find_in_folder("FOLDER_0123456789abcdef", "data.zip").id == "1AbCdEfGhIjKlMnOpQrStUvWxYz012"
-    with pytest.raises(DataError, match="has no file 'other.zip' .*data.zip, README.txt"):
+    with pytest.raises(DataError, match="has no file 'other.zip' .*data.zip, README & notes.txt"):
         client.find_in_folder("FOLDER_0123456789abcdef", "other.zip")
-    with pytest.raises(DataError, match="404"):
+    with pytest.raises(DataError, match=r"^Google Drive folder NOFOLDER_0123456789abcdef lists no files \(HTTP 404"):
         client.list_folder("NOFOLDER_0123456789abcdef")
+    emu.add_folder("EMPTY_0123456789abcdef", "empty", {})
+    with pytest.raises(DataError, match="lists no files .*empty"):
+        client.list_folder("EMPTY_0123456789abcdef")
 
 
-def test_confirmation_parsers_on_literal_pages():
-    page = '<form id="download-form" action="https://drive.usercontent.google.com/download" method="get"><input type="hidden" name="id" value="X1"><input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="u-1"></form>'
-    assert confirmation_url(page, base_url="https://drive.google.com/uc") == "https://drive.usercontent.google.com/download?id=X1&confirm=t&uuid=u-1"
-    legacy = '<a href="/uc?export=download&amp;confirm=Tok&amp;id=X1">Download anyway</a>'
-    assert confirmation_url(legacy, base_url="https://drive.google.com/uc") == "https://docs.google.com/uc?export=download&confirm=Tok&id=X1"
-    assert confirmation_url("<html>sign in</html>", base_url="https://drive.google.com/uc") is None
-    listing = '<a href="https://drive.google.com/drive/folders/1SubFolderIdAbcdefghijklmn">sub</a><a href="https://drive.google.com/file/d/1FileIdAbcdefghijklmnopqrst/view">a &amp; b.zip</a>'
-    assert [(e.name, e.is_folder) for e in parse_folder_listing(listing)] == [("sub", True), ("a & b.zip", False)]
+# --- Hugging Face Hub (huggingface_hub, pointed at the loopback server through its endpoint) -------
+REPO, REV = "Org/Set", "v1.0"
 
+
+@pytest.fixture()
+def hub(server):
+    return HubEmulator(server), server.url("/hf")
+
+
+def _hub_get(hub_endpoint, tmp_path, path="f.bin", revision=REV, **kw):
+    kw.setdefault("progress", False)
+    return hf.download(hf.HubFile(REPO, path, revision), tmp_path / path.rsplit("/", 1)[-1], endpoint=hub_endpoint, **kw)
+
+
+def test_hub_download_is_verified_by_the_lfs_etag(hub, server, tmp_path):
+    emu, endpoint = hub
+    emu.add_file(REPO, REV, "meta/f.bin", PAYLOAD)
+    digest = _hub_get(endpoint, tmp_path, "meta/f.bin")
+    assert digest == sha256(PAYLOAD) and (tmp_path / "f.bin").read_bytes() == PAYLOAD
+    assert _left_in(tmp_path) == ["f.bin"]  # the library's private folder is gone
+    assert {r.path for r in server.log} == {f"/hf/datasets/{REPO}/resolve/{REV}/meta/f.bin"}
+
+
+def test_hub_wrong_bytes_are_a_checksum_error_and_install_nothing(hub, tmp_path):
+    emu, endpoint = hub
+    emu.add_file(REPO, REV, "f.bin", PAYLOAD, etag_sha="0" * 64)
+    with pytest.raises(DataError, match=r"f.bin: checksum mismatch .* nothing was installed"):
+        _hub_get(endpoint, tmp_path)
+    assert _left_in(tmp_path) == []
+    emu.add_file(REPO, REV, "g.bin", PAYLOAD, lfs=False)  # a plain git file: the card's sha256 decides
+    with pytest.raises(DataError, match="checksum mismatch"):
+        _hub_get(endpoint, tmp_path, "g.bin", expected_sha256="1" * 64)
+    assert _hub_get(endpoint, tmp_path, "g.bin") == sha256(PAYLOAD)
+
+
+@pytest.mark.parametrize("revision, path, message", [
+    ("v9.9", "f.bin", "has no revision 'v9.9' (the card's pinned tag or commit was removed or renamed)"),
+    (REV, "nope.bin", "has no file 'nope.bin' at revision 'v1.0'"),
+])
+def test_hub_missing_revision_or_file_is_one_line(hub, tmp_path, revision, path, message):
+    emu, endpoint = hub
+    emu.add_file(REPO, REV, "f.bin", PAYLOAD)
+    with pytest.raises(DataError) as info:
+        _hub_get(endpoint, tmp_path, path, revision=revision)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"Hugging Face dataset {REPO} on 127.0.0.1:")
+    assert _left_in(tmp_path) == []
+
+
+def test_hub_size_other_than_the_cards_is_refused_before_the_transfer(hub, server, tmp_path):
+    emu, endpoint = hub
+    emu.add_file(REPO, REV, "f.bin", PAYLOAD)
+    with pytest.raises(DataError, match=f"announces {len(PAYLOAD)} bytes .* card expects 10"):
+        _hub_get(endpoint, tmp_path, expected_size=10)
+    assert all(r.method == "HEAD" for r in server.log) and _left_in(tmp_path) == []
+
+
+def test_hub_cut_transfer_is_resumed_with_range(hub, server, tmp_path):
+    big = PAYLOAD * 12  # past huggingface_hub's 10 MiB read chunk, so that there is something to resume
+    emu, endpoint = hub
+    emu.add_file(REPO, REV, "f.bin", big, cut_after=11 * len(PAYLOAD), cuts_left=1)
+    assert _hub_get(endpoint, tmp_path) == sha256(big)
+    gets = [r for r in server.log if r.method == "GET"]
+    assert len(gets) == 2 and gets[1].headers["range"] == f"bytes={10 * 1024 * 1024}-"
+
+
+def test_hub_unreachable_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DataError, match=rf"^cannot reach 127.0.0.1:{port} \(no network\?\)"):
+        _hub_get(f"http://127.0.0.1:{port}", tmp_path, retries=0)
+
+
+def test_hub_etag_sha256():
+    digest = sha256(PAYLOAD)
+    assert hf.etag_sha256(f'"{digest}"') == digest and hf.etag_sha256(f'W/"{digest.upper()}"') == digest
+    assert hf.etag_sha256('W/"1-abc"') is None and hf.etag_sha256(None) is None
 
 # --- archives ----------------------------------------------------------------------------------------
 def _zip(path, members):
@@ -332,15 +458,3 @@ def test_not_enough_disk_space_is_refused_before_transfer(server, dl, tmp_path, 
     with pytest.raises(DataError, match="not enough disk space for huge.bin: 1.0 MB to download, 1000 B free"):
         dl.download(server.url("/huge.bin"), tmp_path / "huge.bin")
     assert not (tmp_path / "huge.bin").exists()
-
-
-def test_gdown_backend_is_optional(monkeypatch, dl):
-    import importlib.util
-
-    if importlib.util.find_spec("gdown") is not None:
-        pytest.skip("gdown is installed here")
-    client = DriveClient(dl, backend="gdown")
-    with pytest.raises(DataError, match="gdown is not installed"):
-        client.download("X" * 20, "/nonexistent/x.zip")
-    with pytest.raises(DataError, match="unknown Google Drive backend"):
-        DriveClient(dl, backend="other")

@@ -22,7 +22,7 @@ from sbdbench.data.sources import fetch
 from sbdbench.data.sources.http import Downloader
 from sbdbench.data.sources.meshsets import read_off_lenient, select_thingi10k
 from sbdbench.errors import DataError
-from http_fixtures import LoopbackServer, sha256, url_map
+from http_fixtures import HubEmulator, LoopbackServer, sha256, url_map
 
 SMALL = {"resolutions": [300], "noise_levels": [0.01], "workers": 1}
 
@@ -119,7 +119,7 @@ def test_stanford_unknown_model_and_moved_url(srv):
 
 
 # --- Thingi10K ---------------------------------------------------------------------------------------
-THINGI = "/hf/datasets/Thingi10K/Thingi10K/resolve/v1.5.0"
+THINGI = ("Thingi10K/Thingi10K", "v1.5.0")  # the card's repo and pinned revision
 
 
 def _thingi_metadata():
@@ -144,11 +144,12 @@ def _serve_thingi(srv, etag_ok=True):
     geometry, summary, contextual = _thingi_metadata()
     v, f = _sphere(3)
     tarball = _tar({f"npz/{i}.npz": _npz(v * i / 100, f) for i in (100, 200, 300, 400)})
-    etag = sha256(tarball) if etag_ok else "0" * 64
-    srv.add_file(f"{THINGI}/Thingi10K_npz.tar.gz", tarball, headers={"X-Linked-Etag": f'"{etag}"', "ETag": '"small-git-etag"'})
-    srv.add_file(f"{THINGI}/metadata/geometry_data.csv", geometry, content_type="text/csv")
-    srv.add_file(f"{THINGI}/metadata/input_summary.csv", summary, content_type="text/csv")
-    srv.add_file(f"{THINGI}/metadata/contextual_data.csv", contextual, content_type="text/csv")
+    hub = HubEmulator(srv)  # answers like huggingface.co, the headers huggingface_hub needs
+    hub.add_file(*THINGI, "Thingi10K_npz.tar.gz", tarball, etag_sha=None if etag_ok else "0" * 64)
+    hub.add_file(*THINGI, "metadata/geometry_data.csv", geometry, lfs=False, content_type="text/csv")
+    hub.add_file(*THINGI, "metadata/input_summary.csv", summary, lfs=False, content_type="text/csv")
+    hub.add_file(*THINGI, "metadata/contextual_data.csv", contextual, lfs=False, content_type="text/csv")
+    return hub
 
 
 def test_thingi10k_filters_by_licence_and_watertightness(srv):
@@ -163,6 +164,15 @@ def test_thingi10k_hub_etag_is_checked_on_first_download(srv, sbd_home):
     _serve_thingi(srv, etag_ok=False)
     with pytest.raises(DataError, match="checksum mismatch"):
         _fetch(srv, "thingi10k", options=SMALL)
+    assert not (sbd_home / "data" / "thingi10k").exists()
+
+
+def test_thingi10k_pinned_revision_gone_is_one_line_and_installs_nothing(srv, sbd_home):
+    hub = _serve_thingi(srv)
+    hub.files = {(repo, "v2.0", path): route for (repo, _, path), route in hub.files.items()}  # the tag moved on
+    with pytest.raises(DataError) as info:
+        _fetch(srv, "thingi10k", options=SMALL)
+    assert "has no revision 'v1.5.0'" in str(info.value) and "\n" not in str(info.value)
     assert not (sbd_home / "data" / "thingi10k").exists()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 from sbdbench.data.sources.cards import Card, FileSpec
-from sbdbench.data.sources.gdrive import DOCS_BASE, DRIVE_BASE, USERCONTENT_BASE, DriveClient
+from sbdbench.data.sources.gdrive import DriveClient
 from sbdbench.data.sources.guards import check_options, check_source_path, looks_wrong
 from sbdbench.data.sources.http import Downloader, human_size
 from sbdbench.paths import sha256_file
@@ -98,7 +98,7 @@ class FetchContext:
         return url
 
     def drive(self) -> DriveClient:
-        return DriveClient(self.downloader, drive_base=self.url(DRIVE_BASE), usercontent_base=self.url(USERCONTENT_BASE), docs_base=self.url(DOCS_BASE))
+        return DriveClient(self.downloader, url_map=self.url_map)
 
     @property
     def downloads_dir(self) -> Path:
@@ -227,17 +227,15 @@ class FetchContext:
                 out.append((u, lambda d, e, u=u: (dl.download(self.url(u), d, expected_size=spec.size, expected_sha256=e), u)))
             return out
         if host == "huggingface":
-            from sbdbench.data.sources.huggingface import etag_sha256, resolve_url
+            from sbdbench.data.sources import huggingface as hf
 
-            url = resolve_url(spec.get("repo"), spec.get("path"), spec.get("revision", "main"), repo_type=spec.get("repo_type", "dataset"))
+            hub = hf.HubFile(spec.get("repo"), spec.get("path"), spec.get("revision", "main"), spec.get("repo_type", "dataset"))
+            endpoint = self.url(hf.HF_BASE) if self.url(hf.HF_BASE) != hf.HF_BASE else None  # else $HF_ENDPOINT or the Hub
 
-            def from_hf(d, e, u=url):
-                real = self.url(u)
-                if e is None:
-                    e = etag_sha256(dl, real)
-                return dl.download(real, d, expected_size=spec.size, expected_sha256=e), u
+            def from_hf(d, e):
+                return hf.download(hub, d, endpoint=endpoint, expected_size=spec.size, expected_sha256=e, progress=self.progress, retries=dl.retries), hub.url(hf.HF_BASE)
 
-            return [(url, from_hf)]
+            return [(hub.label, from_hf)]
         raise DataError(f"card {self.card.name}: unknown host {host!r}")
 
     def _download(self, spec: FileSpec, dest: Path, expected: Optional[str]) -> tuple:

@@ -1,7 +1,12 @@
-"""Robust HTTP downloads: stream to ``*.part``, resume with ``Range``, retry with backoff, verify, rename.
+"""Plain HTTP(S) downloads: stream to ``*.part``, resume with ``Range``, retry with backoff, verify, rename.
 
-One function does the work (:meth:`Downloader.download`); every host module (Drive, Nextcloud,
-Hugging Face, plain web servers) ends up calling it. What it guarantees:
+Google Drive goes through ``gdown`` (:mod:`.gdrive`) and the Hugging Face Hub through
+``huggingface_hub`` (:mod:`.huggingface`); this module is what is left: web servers, Nextcloud
+shares and ``--mirror`` URLs, plus :func:`verify_and_install`, the one check every download passes.
+It stays the project's own code because no maintained library does the job: ``pooch``'s
+``HTTPDownloader`` opens the output ``"w+b"`` and sends a plain GET (no ``Range``), so a cut
+multi-GB transfer starts again from byte 0, and it offers no size cap before the transfer.
+What it guarantees:
 
 * the target file appears only complete and verified (size, then sha256), by an atomic rename;
 * an interrupted transfer leaves ``<target>.part`` behind, and the next call resumes it with an
@@ -112,14 +117,14 @@ class Downloader:
                 last = exc
                 continue
             if resp.status_code in RETRY_STATUS:
-                last = DataError(_status_message(resp, url))
+                last = DataError(status_message(resp, url))
                 resp.close()
                 continue
             if resp.status_code >= 400:
                 resp.close()
-                raise DataError(_status_message(resp, url))
+                raise DataError(status_message(resp, url))
             return resp
-        raise _final_error(last, url)
+        raise final_error(last, url)
 
     # --- the download itself -------------------------------------------------------------------
     def download(
@@ -161,22 +166,13 @@ class Downloader:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = exc
         else:
-            raise _final_error(last, url, part)
-        size = part.stat().st_size
-        if expected_size is not None and size != expected_size:
-            _unlink(part)
-            raise DataError(f"{target.name}: downloaded {size} bytes from {url} but expected {expected_size}; nothing installed (rerun, or use --mirror URL)")
-        digest = sha256_file(part)
-        if expected_sha256 and digest != expected_sha256.lower():
-            _unlink(part)
-            if resumed and not fresh:  # the old .part may hold another version's bytes: once more from scratch
+            raise final_error(last, url, part)
+        try:
+            return verify_and_install(part, target, source=url, expected_size=expected_size, expected_sha256=expected_sha256)
+        except DataError as exc:
+            if resumed and not fresh and "checksum mismatch" in str(exc):  # the old .part may hold another version's bytes
                 return self._download_locked(url, target, part, expected_size, expected_sha256, desc, headers, fresh=True)
-            raise DataError(
-                f"{target.name}: checksum mismatch (sha256 {digest[:16]}…, expected {expected_sha256[:16]}…) from {host_of(url)}; "
-                "the download was deleted and nothing was installed (rerun, or try --mirror URL)"
-            )
-        os.replace(part, target)
-        return digest
+            raise
 
     def _attempt(self, url: str, part: Path, expected_size: Optional[int], desc: str, headers: Optional[Dict[str, str]]) -> None:
         have = part.stat().st_size if part.exists() else 0
@@ -201,9 +197,9 @@ class Downloader:
                 _unlink(part)
                 raise _Retry("HTTP 416 on resume; starting over")
             if resp.status_code in RETRY_STATUS:
-                raise _Retry(_status_message(resp, url)) from DataError(_status_message(resp, url))
+                raise _Retry(status_message(resp, url)) from DataError(status_message(resp, url))
             if resp.status_code >= 400:
-                raise DataError(_status_message(resp, url))
+                raise DataError(status_message(resp, url))
             ctype = resp.headers.get("Content-Type", "")
             if "text/html" in ctype and not url.lower().endswith((".html", ".htm")):
                 raise DataError(
@@ -224,9 +220,9 @@ class Downloader:
             if expected_size is not None and total is not None and total != expected_size and body_len is not None:
                 raise DataError(f"{desc}: {host_of(url)} announces {total} bytes but the card expects {expected_size}; the file changed upstream or the URL moved")
             if body_len:
-                _check_free_space(part, body_len)
+                check_free_space(part, body_len)
             written = 0
-            bar = _progress_bar(self.progress, total, have, desc)
+            bar = progress_bar(self.progress, total, have, desc)
             try:
                 with open(part, mode) as fh:
                     try:
@@ -256,7 +252,29 @@ class Downloader:
                 raise _Retry(f"connection cut: got {written} of {body_len} bytes")
 
 
-def _check_free_space(part: Path, needed: int) -> None:
+def verify_and_install(path: Path, target: Path, *, source: str, expected_size: Optional[int] = None,
+                       expected_sha256: Optional[str] = None) -> str:
+    """Check a finished download's size, then its sha256, and rename it to ``target``; return the sha256.
+
+    Every host ends here (plain HTTP, gdown, huggingface_hub). A file that fails is deleted and
+    ``target`` is left as it was; ``source`` (a URL or ``gdrive:<id>``) names where it came from.
+    """
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        _unlink(path)
+        raise DataError(f"{target.name}: downloaded {size} bytes from {source} but expected {expected_size}; nothing installed (rerun, or use --mirror URL)")
+    digest = sha256_file(path)
+    if expected_sha256 and digest != expected_sha256.lower():
+        _unlink(path)
+        raise DataError(
+            f"{target.name}: checksum mismatch (sha256 {digest[:16]}…, expected {expected_sha256[:16]}…) from {host_of(source)}; "
+            "the download was deleted and nothing was installed (rerun, or try --mirror URL)"
+        )
+    os.replace(path, target)
+    return digest
+
+
+def check_free_space(part: Path, needed: int) -> None:
     """Refuse to start a transfer that cannot fit (a one-line message instead of a half file)."""
     import shutil
 
@@ -292,7 +310,7 @@ def download_lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _progress_bar(enabled: bool, total: Optional[int], initial: int, desc: str):
+def progress_bar(enabled: bool, total: Optional[int], initial: int, desc: str):
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -310,7 +328,7 @@ def _total_from_content_range(value: Optional[str]) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def _status_message(resp: requests.Response, url: str) -> str:
+def status_message(resp: requests.Response, url: str) -> str:
     reason = resp.reason or ""
     if resp.status_code == 404:
         return f"HTTP 404 Not Found from {host_of(url)} for {url} (the file has moved or been removed; try --mirror URL)"
@@ -319,7 +337,7 @@ def _status_message(resp: requests.Response, url: str) -> str:
     return f"HTTP {resp.status_code} {reason} from {host_of(url)} for {url}"
 
 
-def _final_error(last: Optional[BaseException], url: str, part: Optional[Path] = None) -> DataError:
+def final_error(last: Optional[BaseException], url: str, part: Optional[Path] = None) -> DataError:
     keep = f" (the partial download {part.name} is kept; rerun to resume)" if part is not None and part.exists() else ""
     if isinstance(last, DataError):
         return DataError(f"{last}; gave up after retries{keep}")
