@@ -99,41 +99,38 @@ def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 
     return unit, np.asarray(noisy, dtype=np.float64)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+#: the order of a frozen-settings TOML: top-level keys, then each ``[[cell]]``'s keys.
+SETTINGS_KEYS = ("method", "paper", "sbdbench_version", "date", "dataset", "split", "score", "seed", "fixed_params", "grid")
+CELL_KEYS = ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "within",
+             "best_params", "best_cd", "trials")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays, tuples and non-string keys as the plain Python types tomli-w writes."""
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {value!r} to TOML")
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
 
 
 def settings_toml(doc: Dict[str, Any]) -> str:
-    """Render a tuning result (see :func:`tune_method`) as TOML (no third-party writer needed)."""
-    lines = [f"# Frozen settings of `{doc['method']}`, written by `sbdbench tune`. Do not edit by hand: re-run the tuning.", ""]
-    for key in ("method", "paper", "sbdbench_version", "date", "dataset", "split", "score", "seed", "fixed_params"):
-        if key in doc:
-            lines.append(f"{key} = {_toml_value(doc[key])}")
-    lines += ["", "[grid]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in doc["grid"].items()]
-    for cell in doc["cell"]:
-        lines += ["", "[[cell]]"]
-        for key in ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "within",
-                    "best_params", "best_cd", "trials"):
-            if key == "trials":
-                lines.append("trials = [")
-                lines += [f"  {_toml_value(t)}," for t in cell["trials"]]
-                lines.append("]")
-            elif key in cell:
-                lines.append(f"{key} = {_toml_value(cell[key])}")
-    return "\n".join(lines) + "\n"
+    """Render a tuning result (see :func:`tune_method`) as TOML, through tomli-w (keys quoted, strings escaped)."""
+    import tomli_w
+
+    ordered: Dict[str, Any] = {key: doc[key] for key in SETTINGS_KEYS if key in doc}
+    ordered["cell"] = [{key: cell[key] for key in CELL_KEYS if key in cell} for cell in doc["cell"]]
+    header = f"# Frozen settings of `{doc['method']}`, written by `sbdbench tune`. Do not edit by hand: re-run the tuning.\n\n"
+    try:
+        return header + tomli_w.dumps(_plain(ordered))
+    except TypeError as exc:  # a value TOML cannot hold (None, an object): a bug in the caller, said in one line
+        raise DataError(f"cannot write the tuned settings of {doc['method']!r} as TOML: {exc}") from None
 
 
 def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = (10000, 50000),
