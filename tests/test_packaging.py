@@ -114,3 +114,28 @@ def test_classical_denoise_never_imports_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "AFTER_PCA False" in proc.stdout, proc.stdout
     assert "AFTER_SCORE True" in proc.stdout, proc.stdout
+
+
+LAZY_BENCH = textwrap.dedent("""
+    import sys
+    from sbdbench.cli import main
+
+    out, db = sys.argv[1], sys.argv[2]
+    for args in (["run", "--method", "pca", "--resolutions", "1000", "--sigmas", "1%", "--out", out, "--quiet"],
+                 ["evaluate", "--dataset", "synth", "--pred-dir", out + "/synth_1000_poisson_0.01", "--resolutions", "1000",
+                  "--out", out + "/eval.csv", "--quiet"],
+                 ["bench", "--methods", "pca", "--resolutions", "1000", "--sigmas", "1%", "--db", db, "--init-db", "--quiet"],
+                 ["leaderboard", "--db", db, "--out", out + "/board", "--allow-dirty"]):
+        main(args, standalone_mode=False)
+        print(args[0], "torch" in sys.modules)
+""")
+
+
+def test_classical_run_evaluate_bench_leaderboard_never_import_torch(tmp_path, tiny_synth):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SBDBENCH_HOME": str(tiny_synth.root.parent)}
+    proc = subprocess.run([sys.executable, "-c", LAZY_BENCH, str(tmp_path / "run"), str(tmp_path / "r.db")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for command in ("run", "evaluate", "bench", "leaderboard"):
+        assert f"{command} False" in proc.stdout, proc.stdout
+    assert (tmp_path / "run" / "eval.csv").is_file() and (tmp_path / "run" / "board" / "leaderboard.csv").is_file()

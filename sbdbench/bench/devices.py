@@ -11,8 +11,10 @@ def check_device(device: str, option: str = "--device", *, local: bool = True) -
     """Raise a one-line :class:`InputError` unless ``device`` names a torch device usable here.
 
     ``local=False`` (cells run on a remote Dask cluster, whose workers may have GPUs this machine
-    lacks) checks the spelling only.
+    lacks) checks the spelling only. ``cpu`` needs no check, and no torch: a classical bench never imports it.
     """
+    if str(device) == "cpu":
+        return
     import torch
 
     try:

@@ -326,12 +326,20 @@ def _default_methods(grid: Grid, quick: bool, device: str) -> List[str]:
 
 
 def _explicit_methods(methods: Sequence[str]) -> List[str]:
+    """The canonical specs; an unknown name is a one-line error (looked up the classical family first, so a
+    classical bench never imports torch)."""
     from sbdbench.methods import available_methods
+    from sbdbench.methods.base import get_method_class
 
-    known = available_methods()
-    unknown = [m for m in dict.fromkeys(methods) if parse_method_spec(m)[0] not in known]
+    unknown = []
+    for m in dict.fromkeys(methods):
+        name = parse_method_spec(m)[0]  # a malformed spec is its own one-line error
+        try:
+            get_method_class(name)
+        except InputError:
+            unknown.append(m)
     if unknown:
-        raise InputError(f"unknown method(s) {', '.join(unknown)} (available: {', '.join(known)})")
+        raise InputError(f"unknown method(s) {', '.join(unknown)} (available: {', '.join(available_methods())})")
     return canonical_methods(methods)
 
 

@@ -7,19 +7,26 @@ any device (tests and benchmarks use it on the CPU as an independent oracle).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import numpy as np
-import torch
 
 from sbdbench.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported only by the torch backend (CPU metrics never load it)
+    import torch
 
 BACKENDS = ("cpu", "torch")
 MODES = ("exact", "pytorch3d")
 
 
-def resolve_backend(device="cpu", backend: Optional[str] = None) -> Tuple[str, torch.device]:
-    """``(backend name, torch.device)`` for a device string/object and an optional explicit backend."""
+def resolve_backend(device="cpu", backend: Optional[str] = None) -> Tuple[str, Any]:
+    """``(backend name, torch.device)`` for a device string/object and an optional explicit backend
+    (``("cpu", None)`` for the default CPU backend, which needs no torch)."""
+    if backend in (None, "cpu") and isinstance(device, str) and device == "cpu":
+        return "cpu", None
+    import torch
+
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -65,7 +72,9 @@ def check_min_area(min_triangle_area: float) -> float:
     return value
 
 
-def to_torch(array: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def to_torch(array: np.ndarray, device: "torch.device", dtype: "torch.dtype") -> "torch.Tensor":
+    import torch
+
     return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
 

@@ -12,14 +12,15 @@ protocol's unit sphere), as ScoreDenoise's ``chamfer_distance_unit_sphere`` does
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
-import torch
 
 from sbdbench.geometry import check_points, frame_of, normalize_unit_sphere
 from sbdbench.metrics.backend import check_in_frame, finite_or_raise, resolve_backend, to_torch
-from sbdbench.metrics.p2m_torch import nearest_sqdists_torch
+
+if TYPE_CHECKING:  # torch is imported only by the torch backend (CPU metrics never load it)
+    import torch
 
 
 def _cloud_nearest(x: np.ndarray, y: np.ndarray, device, backend, dtype) -> Tuple[np.ndarray, np.ndarray]:
@@ -30,6 +31,10 @@ def _cloud_nearest(x: np.ndarray, y: np.ndarray, device, backend, dtype) -> Tupl
         dxy = cKDTree(y).query(x, k=1, workers=-1)[0]
         dyx = cKDTree(x).query(y, k=1, workers=-1)[0]
         return dxy**2, dyx**2
+    import torch
+
+    from sbdbench.metrics.p2m_torch import nearest_sqdists_torch
+
     dt = dtype or torch.float32
     a, b = nearest_sqdists_torch(to_torch(x, dev, dt), to_torch(y, dev, dt))
     return a.double().cpu().numpy(), b.double().cpu().numpy()

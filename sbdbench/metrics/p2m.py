@@ -17,13 +17,15 @@ with ``d²`` the point–triangle squared distance:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
-import torch
 
 from sbdbench.geometry import check_mesh, check_points, frame_of, normalize_unit_sphere
 from sbdbench.metrics.backend import check_in_frame, check_min_area, check_mode, finite_or_raise, resolve_backend, to_torch
+
+if TYPE_CHECKING:  # torch is imported only by the torch backend (CPU metrics never load it)
+    import torch
 
 PT3D_DEFAULT_MIN_AREA = 5e-3
 
@@ -48,6 +50,8 @@ def _terms_normalized(p, v, f, mode, min_triangle_area, device, backend, dtype):
         from sbdbench.metrics.p2m_cpu import point_mesh_terms
 
         return point_mesh_terms(p, v, f, mode, min_triangle_area)
+    import torch
+
     from sbdbench.metrics.p2m_torch import point_mesh_terms_torch
 
     dt = dtype or torch.float32

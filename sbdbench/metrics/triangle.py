@@ -18,17 +18,16 @@ All functions broadcast over leading dimensions. Inputs carry the coordinate axi
 
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-try:  # torch is a hard dependency of sbdbench, but keep this module importable without it
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None
+import numpy as np
 
 PT3D_EPS = 1e-8  # kEpsilon / vEpsilon in PyTorch3D's geometry_utils
 
 
 def _xp(x):
+    """``torch`` for a tensor, else ``numpy`` (without importing torch: no tensor exists before it is imported)."""
+    torch = sys.modules.get("torch")
     return torch if (torch is not None and isinstance(x, torch.Tensor)) else np
 
 
@@ -140,7 +139,7 @@ def _cross(u, v):
     x = u[..., 1] * v[..., 2] - u[..., 2] * v[..., 1]
     y = u[..., 2] * v[..., 0] - u[..., 0] * v[..., 2]
     z = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
-    return xp.stack([x, y, z], -1) if xp is np else torch.stack([x, y, z], dim=-1)
+    return xp.stack([x, y, z], -1) if xp is np else xp.stack([x, y, z], dim=-1)
 
 
 def pytorch3d_plane_term(p, v0, v1, v2, min_triangle_area: float = 5e-3):
