@@ -22,7 +22,7 @@ from sbdbench.data.sources import fetch
 from sbdbench.data.sources.http import Downloader
 from sbdbench.data.sources.meshsets import read_off_lenient, select_thingi10k
 from sbdbench.errors import DataError
-from http_fixtures import HubEmulator, LoopbackServer, sha256, url_map
+from http_fixtures import HubEmulator, LoopbackServer, url_map
 
 SMALL = {"resolutions": [300], "noise_levels": [0.01], "workers": 1}
 

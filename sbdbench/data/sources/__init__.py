@@ -16,8 +16,10 @@ synth           :func:`sbdbench.data.synth.build_synth_dataset` (offline, no dow
 
 ``weights-archive`` (:mod:`.weights_archive`): one checkpoint taken out of a larger archive (IterativePFN).
 
-Host clients: :mod:`.http` (resume, retries, verification), :mod:`.gdrive`, :mod:`.nextcloud`,
-:mod:`.huggingface`; :mod:`.archives` extracts safely; :mod:`.lockfile` records first-use hashes.
+Host clients: :mod:`.gdrive` (gdown), :mod:`.huggingface` (huggingface_hub, pinned revision),
+:mod:`.http` (plain web servers, Nextcloud and mirrors: the project's own ``Range``-resuming client,
+and the size/sha256 check every download passes), :mod:`.nextcloud` (share URLs);
+:mod:`.archives` extracts safely; :mod:`.lockfile` records first-use hashes. See docs/downloads.md.
 """
 
 from __future__ import annotations

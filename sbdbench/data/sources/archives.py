@@ -10,6 +10,12 @@ written, so a lying header cannot fill the disk: archive bombs are refused. A re
 raises :class:`DataError`; callers extract into a staging folder, so nothing half-extracted is
 ever installed. :func:`safe_entry_name` checks names read from *inside* an archive (lists,
 indexes) before they are joined to a path.
+
+This stays the project's own code because no library gives these guarantees together: the standard
+library's ``tarfile`` extraction filter (``filter="data"``, Python 3.12 and the 3.11.4+ backport)
+refuses traversal, absolute paths, devices and escaping links for tar only, ``zipfile`` has no such
+filter, and none of them (nor ``shutil.unpack_archive``, ``gdown.extractall`` or pooch's
+``Unzip``/``Untar``, which call them) caps the extracted size or the compression ratio.
 """
 
 from __future__ import annotations

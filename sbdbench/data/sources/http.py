@@ -55,19 +55,6 @@ def human_size(n: Optional[int]) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def filename_from_disposition(header: Optional[str]) -> Optional[str]:
-    """The file name in a ``Content-Disposition`` header (RFC 6266 ``filename*`` or ``filename``)."""
-    if not header:
-        return None
-    match = re.search(r"filename\*\s*=\s*[^']*''([^;]+)", header)
-    if match:
-        from urllib.parse import unquote
-
-        return os.path.basename(unquote(match.group(1).strip().strip('"')))
-    match = re.search(r'filename\s*=\s*"([^"]+)"', header) or re.search(r"filename\s*=\s*([^;]+)", header)
-    return os.path.basename(match.group(1).strip()) if match else None
-
-
 class _Retry(Exception):
     """Internal: this attempt failed in a way that another attempt may fix."""
 
@@ -82,7 +69,7 @@ class Downloader:
     backoff: seconds before the first retry; doubled after each failed attempt.
     timeout: (connect, read) timeouts in seconds for every request.
     progress: show a tqdm progress bar per file.
-    session: a ``requests.Session`` (cookies are kept between the requests of one Drive download).
+    session: a ``requests.Session`` for the transfers.
     """
 
     retries: int = 3
@@ -94,37 +81,6 @@ class Downloader:
 
     def __post_init__(self) -> None:
         self.session.headers.setdefault("User-Agent", USER_AGENT)
-
-    # --- plain requests, with the same error messages as downloads ------------------------------
-    def get(self, url: str, *, stream: bool = False, headers: Optional[Dict[str, str]] = None, allow_redirects: bool = True) -> requests.Response:
-        """GET with retries on connection errors / 5xx; raises DataError for 4xx and exhausted retries."""
-        return self._request("GET", url, stream=stream, headers=headers, allow_redirects=allow_redirects)
-
-    def head(self, url: str, *, allow_redirects: bool = False) -> requests.Response:
-        return self._request("HEAD", url, allow_redirects=allow_redirects)
-
-    def _request(self, method: str, url: str, **kw) -> requests.Response:
-        last: Optional[BaseException] = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                resp = self.session.request(method, url, timeout=self.timeout, **kw)
-            except requests.ConnectionError as exc:
-                last = exc
-                continue
-            except requests.Timeout as exc:
-                last = exc
-                continue
-            if resp.status_code in RETRY_STATUS:
-                last = DataError(status_message(resp, url))
-                resp.close()
-                continue
-            if resp.status_code >= 400:
-                resp.close()
-                raise DataError(status_message(resp, url))
-            return resp
-        raise final_error(last, url)
 
     # --- the download itself -------------------------------------------------------------------
     def download(
