@@ -569,11 +569,14 @@ def bench_command(methods, datasets, resolutions, sigmas, noise_kind, device, me
 @click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib plots.")
 @click.option("--allow-dirty", is_flag=True, help="Publish rows that ran from a source tree with uncommitted changes (marked; refused by default).")
-def leaderboard_command(out_dir, db, no_plots, allow_dirty):
+@quiet_option("Print nothing on success (the files are the result; errors are still printed).")
+def leaderboard_command(out_dir, db, no_plots, allow_dirty, quiet):
     """Write leaderboard.csv, per_shape.csv, README.md and index.html from the results database."""
     from sbdbench.bench.leaderboard import write_leaderboard
 
-    click.echo(write_leaderboard(out_dir, db, plots=not no_plots, allow_dirty=allow_dirty).line())
+    written = write_leaderboard(out_dir, db, plots=not no_plots, allow_dirty=allow_dirty)
+    if not quiet:
+        click.echo(written.line())
 
 
 def _split_names(text):

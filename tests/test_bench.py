@@ -235,6 +235,9 @@ def test_cli_bench_and_leaderboard(tiny, sbd_home, tmp_path):
     out = tmp_path / "board"
     result = runner.invoke(main, ["leaderboard", "--out", str(out), "--allow-dirty"])  # a dev tree may be dirty
     assert result.exit_code == 0, result.output
+    assert "written to" in result.output
+    quiet = runner.invoke(main, ["leaderboard", "--out", str(tmp_path / "quiet"), "--allow-dirty", "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "quiet" / "leaderboard.csv").is_file()
     board = pd.read_csv(out / "leaderboard.csv")
     per_shape = pd.read_csv(out / "per_shape.csv")
     assert sorted(board["method"]) == ["noisy", "pca"]

@@ -93,7 +93,8 @@ def test_parsers():
 
 
 # --- --quiet --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", ["build", "check-noise", "evaluate", "run", "denoise", "tune", "train", "diagnose", "bench", "fetch"])
+@pytest.mark.parametrize("command", ["build", "check-noise", "evaluate", "run", "denoise", "tune", "train", "diagnose", "bench", "fetch",
+                                     "leaderboard"])
 def test_quiet_everywhere(command):
     required = {"run": ["--method", "jet"], "tune": ["--method", "jet"], "train": ["--method", "score"],
                 "denoise": ["a.xyz", "b.xyz", "--method", "jet"]}.get(command, [])
