@@ -1,7 +1,7 @@
 """The CUDA path of every torch component: the same code with ``device="cuda"`` gives the CPU's answer.
 
 Every test here skips (with the reason) on a machine without a CUDA device, which is where CI runs; they
-are run on a GPU machine when one is lent (README "GPU"). The CPU-only checks of the same parts live in
+are run on a GPU machine when one is lent (docs/development.md, "GPU checks"). The CPU-only checks of the same parts live in
 their own modules (``test_score_method``, ``test_sbd``, ``test_training``, ``test_metrics``).
 """
 

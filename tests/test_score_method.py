@@ -118,7 +118,7 @@ def test_project_weights_conformance():
     clean, noisy = _sphere(1500, 0.02, seed=8)
     out = make_method("score", weights="project", patch_size=500).denoise(noisy, noise_level=0.02)
     assert out.shape == noisy.shape and np.isfinite(out).all()
-    # The shipped weights are still under-trained (6,000 iterations; README "Project weights"): on this sparse
+    # The shipped weights are still under-trained (6,000 iterations; docs/methods/score.md "Weights"): on this sparse
     # sphere they remove 10 % of the noisy error (0.90x; the 1,600-iteration weights made it worse, 1.24x).
     assert _radial_error(out) < 1.0 * _radial_error(noisy)
 

@@ -3,7 +3,7 @@
 
 Raw values are returned; tables multiply CD and P2M by 10⁴ and label the columns ``*_1e4``.
 ``device="cpu"`` uses the exact float64 CPU backend; a CUDA device (or ``backend="torch"``) the
-chunked torch brute force. See the README section "Metrics" for the exact formulas.
+chunked torch brute force. See docs/metrics.md for the exact formulas.
 """
 
 from sbdbench.metrics.chamfer import chamfer, hausdorff, nearest_sqdists

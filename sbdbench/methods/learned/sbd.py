@@ -41,7 +41,7 @@ from sbdbench.methods.learned.patches import interleaved_subsets, patch_based_de
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.score_net import FoldedScoreNet
 
-#: default schedule (chosen by experiment, see README "Learned models / SBD").
+#: default schedule (chosen by experiment, see docs/methods/sbd.md).
 DEFAULT_T = 10
 DEFAULT_KIND = "geometric"
 DEFAULT_SIGMA_MIN = 0.003
