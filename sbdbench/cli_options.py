@@ -1,6 +1,6 @@
 """The CLI's shared vocabulary: one parser per kind of value and one decorator per option.
 
-Every command spells the same idea the same way (README "Usage"; docs/benchmark.md):
+Every command spells the same idea the same way (docs/cli.md):
 
 * ``--resolutions N,N``  point counts; ``10K`` = 10000 (:func:`parse_counts`)
 * ``--sigmas S,S`` / ``--sigma S``  noise levels σ; ``2%`` = 0.02 (:func:`parse_sigmas`)
