@@ -3,6 +3,7 @@ third-party methods plug in through the ``sbdbench.methods`` entry point group."
 
 from __future__ import annotations
 
+import functools
 import sys
 import textwrap
 
@@ -12,9 +13,10 @@ import pytest
 from sbdbench.errors import DataError
 from sbdbench.methods import base
 from sbdbench.methods.base import Denoiser, available_methods, get_method_class, make_method, register
-from sbdbench.methods.conformance import CHECKS, ConformanceError, check_denoiser, noisy_sphere
+from sbdbench.methods.conformance import CHECKS, ConformanceError, check_denoiser, checks_for, noisy_sphere, parametrize_with_checks
 
 
+@functools.lru_cache(maxsize=None)
 def _skip_reason(name: str):
     """Why a registered method cannot run here (missing weights), or None."""
     method = get_method_class(name)()
@@ -29,12 +31,20 @@ def _skip_reason(name: str):
     return None
 
 
-@pytest.mark.parametrize("name", available_methods())
-def test_registered_method_conforms(name):
-    reason = _skip_reason(name)
+@parametrize_with_checks(available_methods())
+def test_registered_method_conforms(method, check):
+    reason = _skip_reason(method.name)
     if reason:
-        pytest.skip(f"{name}: {reason}")
-    assert check_denoiser(name) == list(CHECKS)
+        pytest.skip(f"{method.name}: {reason}")
+    check(method)
+
+
+def test_checks_follow_the_capability_flags():
+    assert checks_for("pca") == list(CHECKS)
+    assert checks_for("score") == [*CHECKS, "torch_device"]
+    mark = parametrize_with_checks(["pca", _Good(strength=0.2)]).mark
+    assert mark.kwargs["ids"][:2] == ["pca-class_attributes", "pca-params_roundtrip"]
+    assert len(mark.args[1]) == 2 * len(CHECKS) and mark.args[1][-1][0].strength == 0.2
 
 
 def test_builtin_classical_methods_are_registered():
@@ -93,7 +103,20 @@ class _Good(_Base):
         return points * (1.0 - 0.01 * self.strength)
 
 
+class _IgnoresDevice(_Base):
+    name = "t_ignores_device"
+    uses_torch = True
+
+    def __init__(self, strength: float = 0.5, device: str = "cpu") -> None:
+        self.strength = strength
+        self.device = device
+
+    def _denoise_unit(self, points, noise_level):
+        return points
+
+
 @pytest.mark.parametrize("cls,check", [
+    (_IgnoresDevice, "torch_device"),
     (_ModifiesInput, "does_not_modify_input"),
     (_Random, "deterministic"),
     (_DropsPoints, "output_shape_and_finite"),

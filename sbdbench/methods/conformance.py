@@ -5,15 +5,27 @@ Third parties run it on their own class before registering it::
     from sbdbench.methods.conformance import check_denoiser
     check_denoiser(MyDenoiser)            # or an instance, or a registered name
 
-Each check raises :class:`ConformanceError` (an ``AssertionError``) naming the check and what was
-wrong. The inputs are small (a noisy sphere of ``n_points`` points, 1000 by default) so learned
+Each check is a public function ``check_<name>(method, data)`` (``data`` a :class:`CheckInput`) that
+raises :class:`ConformanceError` (an ``AssertionError``) naming the check and what was wrong. The
+general checks (:data:`CHECKS`) apply to every method; the capability checks (:data:`CAPABILITY_CHECKS`)
+to the methods whose class flags claim that capability (``uses_torch``: the ``device`` parameter is
+honoured). :func:`checks_for` lists what applies to a method; in a test suite,
+:func:`parametrize_with_checks` gives one pytest id per (method, check), as scikit-learn's does::
+
+    @parametrize_with_checks(["pca", MyDenoiser(k=8)])
+    def test_conforms(method, check):
+        check(method)
+
+The inputs are small (a noisy sphere of ``n_points`` points, 1000 by default) so learned
 methods can be checked on CPU in seconds; pass ``n_points`` to suit a patch-based method.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
@@ -34,6 +46,24 @@ CHECKS = (
     "rejects_bad_input",
     "tiny_input",
 )
+
+#: checks that apply when a class flag claims the capability: {flag: (check, ...)}.
+CAPABILITY_CHECKS: Dict[str, Tuple[str, ...]] = {
+    "uses_torch": ("torch_device",),
+}
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    """What every check runs on: the (N, 3) noisy test cloud, its σ, and the frame-equivariance tolerance."""
+
+    points: np.ndarray
+    sigma: float = 0.02
+    frame_atol: float = 1e-4
+
+    @classmethod
+    def sphere(cls, n_points: int = 1000, sigma: float = 0.02, frame_atol: float = 1e-4) -> "CheckInput":
+        return cls(noisy_sphere(n_points, sigma), sigma, frame_atol)
 
 
 class ConformanceError(AssertionError):
@@ -68,6 +98,13 @@ def _clone(method: Denoiser) -> Denoiser:
     return type(method)(**method.get_params())
 
 
+def checks_for(method_or_class: Union[str, Type[Denoiser], Denoiser]) -> List[str]:
+    """The checks that apply to a method: every general check, then those of the capabilities its class claims."""
+    cls = method_or_class if isinstance(method_or_class, type) else type(_instantiate(method_or_class))
+    extra = [name for flag, names in CAPABILITY_CHECKS.items() if getattr(cls, flag, False) for name in names]
+    return list(CHECKS) + extra
+
+
 def check_denoiser(method_or_class: Union[str, Type[Denoiser], Denoiser], *, n_points: int = 1000, sigma: float = 0.02,
                    checks: Optional[Sequence[str]] = None, frame_atol: float = 1e-4) -> List[str]:
     """Check a denoiser against the interface contract; returns the names of the checks run.
@@ -77,27 +114,48 @@ def check_denoiser(method_or_class: Union[str, Type[Denoiser], Denoiser], *, n_p
             or an instance (its parameters are used; it is cloned through ``get_params``).
         n_points: size of the test cloud (raise it for patch-based methods that need more points).
         sigma: noise of the test cloud (fraction of the unit sphere).
-        checks: a subset of :data:`CHECKS` (default: all).
+        checks: a subset of the check names (default: :func:`checks_for` the method).
         frame_atol: tolerance of the frame-equivariance check, relative to the cloud's radius.
 
     Raises:
         ConformanceError: the first check that fails, with its name in brackets.
     """
-    selected = list(CHECKS if checks is None else checks)
-    unknown = set(selected) - set(CHECKS)
-    if unknown:
-        raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
     method = _instantiate(method_or_class)
-    base = noisy_sphere(n_points, sigma)
-    run: List[str] = []
+    selected = checks_for(method) if checks is None else list(checks)
+    unknown = set(selected) - set(ALL_CHECKS)
+    if unknown:
+        raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {', '.join(ALL_CHECKS)}")
+    data = CheckInput.sphere(n_points, sigma, frame_atol)
     for name in selected:
-        _CHECK_FUNCS[name](method, base, sigma, frame_atol)
-        run.append(name)
-    return run
+        ALL_CHECKS[name](method, data)
+    return selected
+
+
+def parametrize_with_checks(methods: Sequence[Union[str, Type[Denoiser], Denoiser]], *, n_points: int = 1000,
+                            sigma: float = 0.02, frame_atol: float = 1e-4):
+    """A ``pytest.mark.parametrize`` over (method, check) pairs, one test id ``<method>-<check>`` each.
+
+    The decorated test receives ``method`` (a :class:`Denoiser` instance) and ``check`` (a callable taking the
+    method) and should call ``check(method)``. Names and classes are instantiated with their defaults."""
+    import pytest
+
+    params, ids = [], []
+    data = CheckInput.sphere(n_points, sigma, frame_atol)
+    for spec in methods:
+        method = _instantiate(spec)
+        for name in checks_for(method):
+            params.append((method, functools.partial(_run_check, name, data=data)))
+            ids.append(f"{method.name}-{name}")
+    return pytest.mark.parametrize("method, check", params, ids=ids)
+
+
+def _run_check(name: str, method: Denoiser, data: CheckInput) -> None:
+    ALL_CHECKS[name](method, data)
 
 
 # --- the checks ----------------------------------------------------------------------------------
-def _class_attributes(method: Denoiser, base, sigma, atol) -> None:
+def check_class_attributes(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     cls = type(method)
     if not isinstance(cls.name, str) or not cls.name or not cls.name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         _fail("class_attributes", f"{cls.__name__}.name must be a non-empty identifier-like string, got {cls.name!r}")
@@ -120,7 +178,8 @@ def _class_attributes(method: Denoiser, base, sigma, atol) -> None:
             _fail("class_attributes", f"{cls.__name__}.tuning_grid names {key!r}, which is not a constructor parameter")
 
 
-def _params_roundtrip(method: Denoiser, base, sigma, atol) -> None:
+def check_params_roundtrip(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     try:
         params = method.get_params()
     except AttributeError as exc:
@@ -151,7 +210,8 @@ def _denoise(method: Denoiser, points, check: str, **kw) -> np.ndarray:
     raise AssertionError("unreachable")
 
 
-def _output_shape_and_finite(method: Denoiser, base, sigma, atol) -> None:
+def check_output_shape_and_finite(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     out = _denoise(method, base, "output_shape_and_finite", noise_level=sigma)
     if not isinstance(out, np.ndarray):
         _fail("output_shape_and_finite", f"denoise must return a numpy array, got {type(out).__name__}")
@@ -163,7 +223,8 @@ def _output_shape_and_finite(method: Denoiser, base, sigma, atol) -> None:
         _fail("output_shape_and_finite", f"preserves_count is True but {len(base)} points became {len(out)}")
 
 
-def _does_not_modify_input(method: Denoiser, base, sigma, atol) -> None:
+def check_does_not_modify_input(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     pts = base.copy()
     _denoise(method, pts, "does_not_modify_input", noise_level=sigma)
     if not np.array_equal(pts, base):
@@ -173,7 +234,8 @@ def _does_not_modify_input(method: Denoiser, base, sigma, atol) -> None:
     _denoise(method, frozen, "does_not_modify_input", noise_level=sigma)  # a read-only input must work
 
 
-def _same_frame(method: Denoiser, base, sigma, atol) -> None:
+def check_same_frame(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     center, scale = np.array([120.0, -40.0, 7.5]), 35.0
     pts = base * scale + center
     out = _denoise(method, pts, "same_frame", noise_level=sigma)
@@ -185,7 +247,8 @@ def _same_frame(method: Denoiser, base, sigma, atol) -> None:
                             f"for a cloud of radius {scale}); map results back to the input frame")
 
 
-def _frame_equivariance(method: Denoiser, base, sigma, atol) -> None:
+def check_frame_equivariance(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     unit = _denoise(_clone(method), base, "frame_equivariance", noise_level=sigma)
     center, scale = np.array([-3.0, 250.0, 12.0]), 0.02
     moved = _denoise(_clone(method), base * scale + center, "frame_equivariance", noise_level=sigma)
@@ -197,7 +260,8 @@ def _frame_equivariance(method: Denoiser, base, sigma, atol) -> None:
                                     f"tolerance {atol}); normalise internally as the protocol does")
 
 
-def _deterministic(method: Denoiser, base, sigma, atol) -> None:
+def check_deterministic(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     a = _denoise(method, base, "deterministic", noise_level=sigma)
     b = _denoise(method, base, "deterministic", noise_level=sigma)
     c = _denoise(_clone(method), base, "deterministic", noise_level=sigma)
@@ -206,13 +270,15 @@ def _deterministic(method: Denoiser, base, sigma, atol) -> None:
             _fail("deterministic", f"{what} gave a different result; methods with randomness must take a `seed` parameter")
 
 
-def _accepts_array_likes(method: Denoiser, base, sigma, atol) -> None:
+def check_accepts_array_likes(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     _denoise(method, base.astype(np.float32), "accepts_array_likes", noise_level=sigma)
     _denoise(method, base.tolist(), "accepts_array_likes", noise_level=sigma)
     _denoise(method, np.asfortranarray(base), "accepts_array_likes", noise_level=sigma)
 
 
-def _noise_level_optional(method: Denoiser, base, sigma, atol) -> None:
+def check_noise_level_optional(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     out = _denoise(method, base, "noise_level_optional")
     if not np.isfinite(out).all():
         _fail("noise_level_optional", "output with noise_level=None has NaN/Inf")
@@ -230,7 +296,8 @@ def _expect_input_error(method: Denoiser, points, what: str, **kw) -> None:
     _fail("rejects_bad_input", f"{what}: was accepted; it must raise sbdbench.errors.InputError")
 
 
-def _rejects_bad_input(method: Denoiser, base, sigma, atol) -> None:
+def check_rejects_bad_input(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     with_nan = base.copy()
     with_nan[3, 1] = np.nan
     with_inf = base.copy()
@@ -245,7 +312,8 @@ def _rejects_bad_input(method: Denoiser, base, sigma, atol) -> None:
     _expect_input_error(method, base, "noise_level=nan", noise_level=float("nan"))
 
 
-def _tiny_input(method: Denoiser, base, sigma, atol) -> None:
+def check_tiny_input(method: Denoiser, data: CheckInput) -> None:
+    base, sigma, atol = data.points, data.sigma, data.frame_atol
     for n in (1, 5):
         try:
             out = method.denoise(base[:n], noise_level=sigma)
@@ -257,16 +325,28 @@ def _tiny_input(method: Denoiser, base, sigma, atol) -> None:
             _fail("tiny_input", f"{n} point(s): output must be finite with {n} points")
 
 
-_CHECK_FUNCS: Dict[str, Callable[[Denoiser, np.ndarray, float, float], Any]] = {
-    "class_attributes": _class_attributes,
-    "params_roundtrip": _params_roundtrip,
-    "output_shape_and_finite": _output_shape_and_finite,
-    "does_not_modify_input": _does_not_modify_input,
-    "same_frame": _same_frame,
-    "frame_equivariance": _frame_equivariance,
-    "deterministic": _deterministic,
-    "accepts_array_likes": _accepts_array_likes,
-    "noise_level_optional": _noise_level_optional,
-    "rejects_bad_input": _rejects_bad_input,
-    "tiny_input": _tiny_input,
+def check_torch_device(method: Denoiser, data: CheckInput) -> None:
+    """``uses_torch``: an explicit ``device="cpu"`` gives the default's result, and a device that does not exist is
+    refused with a one-line :class:`InputError` (never a torch traceback)."""
+    base, sigma = data.points, data.sigma
+    default = _denoise(_clone(method), base, "torch_device", noise_level=sigma)
+    on_cpu = _denoise(_clone(method).set_params(device="cpu"), base, "torch_device", noise_level=sigma)
+    if on_cpu.shape != default.shape or not np.allclose(default, on_cpu, rtol=0, atol=1e-6):
+        _fail("torch_device", "device='cpu' given explicitly changed the result")
+    bogus = _clone(method).set_params(device="no_such_device")
+    try:
+        bogus.denoise(base, noise_level=sigma)
+    except InputError as exc:
+        if "\n" in str(exc).strip():
+            _fail("torch_device", f"the error for an unknown device must be one line, got {str(exc)!r}")
+        return
+    except Exception as exc:  # noqa: BLE001
+        _fail("torch_device", f"device='no_such_device': expected sbdbench.errors.InputError, got {type(exc).__name__}: {exc}")
+    _fail("torch_device", "device='no_such_device' was accepted; it must raise sbdbench.errors.InputError")
+
+
+#: every check by name (general first, then the capability checks), in the order they run.
+ALL_CHECKS: Dict[str, Callable[[Denoiser, CheckInput], None]] = {
+    **{name: globals()[f"check_{name}"] for name in CHECKS},
+    **{name: globals()[f"check_{name}"] for names in CAPABILITY_CHECKS.values() for name in names},
 }

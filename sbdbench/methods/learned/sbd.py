@@ -34,6 +34,7 @@ import torch
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.learned.checkpoint import WeightsDigestMixin
+from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.diffusion import SCHEDULE_KINDS, Schedule, make_schedule, reverse_step_data
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -198,10 +199,6 @@ class SBD(WeightsDigestMixin, Denoiser):
         return make_schedule(T=int(self.T), kind=self.schedule, sigma_min=float(self.sigma_min), sigma_max=float(self.sigma_max))
 
     def _networks(self):
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise InputError(f"sbd: invalid device {self.device!r} ({exc})") from None
         key = (str(self.weights), str(self.device))
         cached = getattr(self, "_cache", None)
         if cached is None or cached[0] != key:
@@ -225,7 +222,7 @@ class SBD(WeightsDigestMixin, Denoiser):
             raise InputError(f"sbd: subset_size must be at least 32 points (so every subset keeps more than the feature net's 16), got {self.subset_size}")
         if len(points) <= 16:
             raise InputError(f"sbd needs more than 16 points (the feature net's neighbourhood), got {len(points)}")
-        x = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        x = torch.as_tensor(points, dtype=torch.float32, device=torch_device(self.device, "sbd"))
         passes = int(self.niters)
         on_subsets = min(int(self.subset_passes), passes)
         subsets = interleaved_subsets(x, int(self.subset_size)) if on_subsets else []

@@ -21,6 +21,7 @@ from scipy.spatial import cKDTree
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.learned.checkpoint import WeightsDigestMixin, load_checkpoint, load_into, resolve_weights
+from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.feature_net import FeatureNet
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -141,10 +142,7 @@ class ScoreDenoise(WeightsDigestMixin, Denoiser):
         path = resolve_weights(self.weights, method="score")
         state, meta = load_checkpoint(path)
         model = load_into(ScoreDenoiseModel(), state, source=path).eval()
-        try:
-            model = model.to(torch.device(self.device))
-        except (RuntimeError, TypeError, AssertionError) as exc:
-            raise InputError(f"score: cannot use device {self.device!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        model = model.to(torch_device(self.device, "score"))
         folded = FoldedScoreNet.from_score_net(model.score_net)
         step = self.step_size if self.step_size is not None else float(meta.get("args", {}).get("ld_step_size", meta.get("ld_step_size", 0.2)))
         loaded = (model, folded, step)
