@@ -386,15 +386,20 @@ def _log(quiet: bool):
 @click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings.")
 @quiet_option("Print only the result line (not the σ and the frozen cell used).")
 def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, quiet) -> None:
-    """Denoise one point cloud file (.xyz/.txt/.ply/.npy): IN_PATH in, OUT_PATH out (a file), same frame."""
+    """Denoise one point cloud file (.xyz/.txt/.pts/.csv, .ply, .npy, .pcd, .las/.laz): IN_PATH in, OUT_PATH out
+    (a file), same frame and precision; per-point attributes (normals, colours, intensity) are carried when the
+    method keeps the point count (docs/io-formats.md)."""
     from sbdbench.methods.files import denoise_file
 
     info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=sigma,
                         use_frozen=not defaults)
-    if info.get("warning"):
-        click.echo(info["warning"], err=True)
+    for line in (info.get("warning"), info.get("attributes_note")):
+        if line:
+            click.echo(line, err=True)
     if not quiet:
         click.echo(_settings_line(info), err=True)
+        if info.get("attributes"):
+            click.echo(f"attributes carried: {' '.join(info['attributes'])}", err=True)
     params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
     click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s ({params}) -> {info['out']}")
 

@@ -1,7 +1,8 @@
 """Reading and writing point clouds and meshes, with errors that name the file and line.
 
-Point clouds: ``.xyz`` / ``.txt`` (whitespace-separated text, written with ``%.8f`` like ScoreDenoise),
-``.ply`` and ``.npy``. Meshes: ``.off`` (our own parser), ``.ply``, ``.obj``, ``.stl`` (via trimesh).
+Point clouds: text (``.xyz`` / ``.txt`` / ``.pts`` / ``.csv``: x y z and attribute columns, spaces or commas),
+``.ply`` (plyfile), ``.npy``, ``.pcd`` (pypcd4) and ``.las`` / ``.laz`` (laspy), each with its per-point
+attributes (:func:`read_cloud` / :func:`write_cloud`; docs/io-formats.md). Meshes: ``.off`` (our own parser), ``.ply``, ``.obj``, ``.stl`` (via trimesh).
 Header counts are checked against the data for every format that has them (:mod:`sbdbench.io_formats`):
 a truncated file is an error, never a smaller mesh. Every writer is atomic (temp file + rename).
 """
@@ -17,10 +18,14 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.geometry import check_mesh, check_points
+from sbdbench.io_cloud import PointCloudData, check_attributes, headerless_names, stored_float_dtype
 from sbdbench.io_formats import check_npy_size, check_ply_counts, check_stl_size, read_off
+from sbdbench.io_ply import ply_bytes, read_ply_cloud
+from sbdbench.io_text import format_text_cloud, read_text_cloud
 from sbdbench.paths import atomic_path
 
-POINT_FORMATS = (".xyz", ".txt", ".ply", ".npy")
+TEXT_FORMATS = (".xyz", ".txt", ".pts", ".csv")
+POINT_FORMATS = (".xyz", ".txt", ".pts", ".csv", ".ply", ".npy", ".pcd", ".las", ".laz")
 MESH_FORMATS = (".off", ".ply", ".obj", ".stl")
 
 
@@ -37,84 +42,51 @@ def _existing_file(path) -> Path:
     return path
 
 
-def _scan_text_cloud(path: Path) -> np.ndarray:
-    """Slow, careful parse of a text cloud, used to find the first bad line after the fast path failed."""
-    rows = []
-    width = None
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts or parts[0].startswith("#"):
-                continue
-            if len(parts) < 3:
-                raise InputError(f"{path}:{lineno}: expected at least 3 columns (x y z), found {len(parts)}")
-            if width is None:
-                width = len(parts)
-            elif len(parts) != width:
-                raise InputError(f"{path}:{lineno}: {len(parts)} columns where the first row has {width}")
-            try:
-                xyz = [float(p) for p in parts[:3]]
-            except ValueError:
-                raise InputError(f"{path}:{lineno}: not a number in {line.strip()[:60]!r}") from None
-            if not all(np.isfinite(xyz)):
-                raise InputError(f"{path}:{lineno}: non-finite coordinate (NaN/Inf) in {line.strip()[:60]!r}")
-            rows.append(xyz)
-    if not rows:
-        raise InputError(f"{path}: the file holds no points")
-    return np.asarray(rows, dtype=np.float64)
+def read_cloud(path: str | os.PathLike) -> PointCloudData:
+    """Read a point cloud with its per-point attributes (:class:`~sbdbench.io_cloud.PointCloudData`).
 
+    ``xyz`` is (N, 3) float64, ``xyz_dtype`` the precision the file held, ``attributes`` the other columns,
+    fields or properties (intensity, normals, colours, …) in their stored types. See docs/io-formats.md.
+    """
+    path = _existing_file(path)
+    suffix = _suffix(path)
+    if suffix in TEXT_FORMATS:
+        cloud = read_text_cloud(path)
+    elif suffix == ".npy":
+        cloud = _read_npy_cloud(path)
+    elif suffix == ".ply":
+        cloud = read_ply_cloud(path)
+    elif suffix == ".pcd":
+        from sbdbench.io_pcd import read_pcd_cloud
 
-def _read_text_cloud(path: Path) -> np.ndarray:
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: the file is empty")
-    try:
-        import pandas as pd
+        cloud = read_pcd_cloud(path)
+    elif suffix in (".las", ".laz"):
+        from sbdbench.io_las import read_las_cloud
 
-        frame = pd.read_csv(path, sep=r"\s+", header=None, comment="#", dtype=np.float64, engine="c")
-        arr = frame.to_numpy()
-    except Exception:
-        return _scan_text_cloud(path)
-    if arr.ndim != 2 or arr.shape[1] < 3 or arr.shape[0] == 0 or np.isnan(arr[:, :3]).any() or not np.isfinite(arr[:, :3]).all():
-        return _scan_text_cloud(path)  # names the offending line
-    if arr.shape[1] not in (3, 6):
-        # 3 columns (xyz) or 6 (xyz + normals) are the formats in use; anything else is likely a mix-up.
-        raise InputError(f"{path}:1: expected 3 columns (x y z) or 6 (x y z nx ny nz), found {arr.shape[1]}")
-    return np.ascontiguousarray(arr[:, :3])
+        cloud = read_las_cloud(path)
+    else:
+        raise InputError(f"{path}: unknown point-cloud format {suffix!r} (use one of {', '.join(POINT_FORMATS)})")
+    cloud.xyz = check_points(cloud.xyz, name=str(path))
+    return cloud
 
 
 def read_points(path: str | os.PathLike) -> np.ndarray:
-    """Read a point cloud as an (N, 3) float64 array. Extra columns (normals) are dropped."""
-    path = _existing_file(path)
-    suffix = _suffix(path)
-    if suffix in (".xyz", ".txt", ".pts"):
-        pts = _read_text_cloud(path)
-    elif suffix == ".npy":
-        check_npy_size(path)
-        try:
-            pts = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable .npy array ({exc})") from None
-        if pts.ndim == 2 and pts.shape[1] > 3:
-            pts = pts[:, :3]
-    elif suffix == ".ply":
-        pts = _read_ply_points(path)
-    else:
-        raise InputError(f"{path}: unknown point-cloud format {suffix!r} (use one of {', '.join(POINT_FORMATS)})")
-    return check_points(pts, name=str(path))
+    """Read a point cloud as an (N, 3) float64 array (attributes dropped; :func:`read_cloud` keeps them)."""
+    return read_cloud(path).xyz
 
 
-def _read_ply_points(path: Path) -> np.ndarray:
-    import trimesh
-
-    check_ply_counts(path)
+def _read_npy_cloud(path: Path) -> PointCloudData:
+    """An (N, 3+k) .npy array: x y z, then k attribute columns named by the width (HEADERLESS_COLUMNS)."""
+    check_npy_size(path)
     try:
-        geom = trimesh.load(path, process=False)
+        arr = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable PLY file ({exc})") from None
-    verts = getattr(geom, "vertices", None)
-    if verts is None or len(verts) == 0:
-        raise InputError(f"{path}: the PLY file holds no vertices")
-    return np.asarray(verts, dtype=np.float64)
+        raise InputError(f"{path}: not a readable .npy array ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] < 3 or arr.dtype.kind not in "uif":
+        check_points(arr, name=str(path))  # the one-line error for a wrong shape or type
+    names = headerless_names(arr.shape[1])
+    attributes = check_attributes({n: arr[:, 3 + j] for j, n in enumerate(names)}, len(arr), str(path))
+    return PointCloudData(np.asarray(arr[:, :3], dtype=np.float64), attributes, stored_float_dtype(arr.dtype))
 
 
 def format_xyz(points: np.ndarray) -> str:
@@ -124,23 +96,58 @@ def format_xyz(points: np.ndarray) -> str:
 
 
 def write_points(path: str | os.PathLike, points) -> Path:
-    """Write an (N, 3) cloud; the format follows the suffix (``.xyz`` uses ScoreDenoise's ``%.8f``)."""
+    """Write an (N, 3) cloud; the format follows the suffix. ``.xyz``/``.txt``/``.pts`` use ScoreDenoise's
+    ``%.8f`` (the benchmark's own files); every other format is written by :func:`write_cloud` in float64."""
     path = Path(path)
     pts = check_points(points, name=str(path))
+    if _suffix(path) in (".xyz", ".txt", ".pts"):
+        with atomic_path(path) as tmp:
+            tmp.write_text(format_xyz(pts))
+        return path
+    return write_cloud(path, PointCloudData(pts))
+
+
+def check_writable(path: str | os.PathLike, cloud: PointCloudData) -> None:
+    """Refuse, before any work, a cloud whose attributes the format of ``path`` cannot hold exactly."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in POINT_FORMATS:
+        raise InputError(f"{path}: unknown point-cloud format {suffix or '(no suffix)'!r} (use one of {', '.join(POINT_FORMATS)})")
+    check_attributes(cloud.attributes, len(cloud), str(path))
+    if suffix in (".las", ".laz") and cloud.attributes and not (cloud.native is not None and len(cloud.native.points) == len(cloud)):
+        from sbdbench.io_las import _laspy, plan_las_attributes
+
+        las_format = _laspy().PointFormat(7 if {"red", "green", "blue"} <= set(cloud.attributes) else 6)
+        plan_las_attributes(cloud, las_format)
+
+
+def write_cloud(path: str | os.PathLike, cloud: PointCloudData) -> Path:
+    """Write a cloud and its attributes; the format follows the suffix (docs/io-formats.md says what each keeps).
+
+    Coordinates keep the cloud's stored precision (``xyz_dtype``: float64 unless the input held float32);
+    text is written with the shortest digits that read back to the same float64.
+    """
+    path = Path(path)
+    cloud = PointCloudData(check_points(cloud.xyz, name=str(path)), cloud.attributes, cloud.xyz_dtype, cloud.native)
+    check_writable(path, cloud)
     suffix = _suffix(path)
     with atomic_path(path) as tmp:
-        if suffix in (".xyz", ".txt", ".pts"):
-            tmp.write_text(format_xyz(pts))
+        if suffix in TEXT_FORMATS:
+            tmp.write_text(format_text_cloud(cloud, "," if suffix == ".csv" else " "))
         elif suffix == ".npy":
+            columns = [cloud.xyz.astype(stored_float_dtype(cloud.xyz_dtype))] + [v[:, None] for v in cloud.attributes.values()]
             with open(tmp, "wb") as fh:
-                np.save(fh, pts)
+                np.save(fh, np.hstack(columns) if len(columns) > 1 else columns[0])
         elif suffix == ".ply":
-            import trimesh
+            tmp.write_bytes(ply_bytes(cloud))
+        elif suffix == ".pcd":
+            from sbdbench.io_pcd import write_pcd_cloud
 
-            data = trimesh.PointCloud(pts).export(file_type="ply", encoding="binary")
-            tmp.write_bytes(data)
+            write_pcd_cloud(tmp, cloud)
         else:
-            raise InputError(f"{path}: unknown point-cloud format {suffix!r} (use one of {', '.join(POINT_FORMATS)})")
+            from sbdbench.io_las import write_las_cloud
+
+            write_las_cloud(tmp, cloud, compress=suffix == ".laz")
     return path
 
 

@@ -4,8 +4,8 @@
   vertices when the header's vertex count is too large). Plain ``OFF`` only (ModelNet's ``OFF<V> <F> <E>``
   first line included); vertex lines hold exactly 3 numbers, face lines ``n i1 … in`` (n ≥ 3, up to 4
   colour values after), polygons are fan-triangulated; any line short of or beyond the counts is an error.
-* ``.ply``: the header's element counts must match the data (ASCII: one line per element; binary: trimesh
-  checks the length).
+* ``.ply``: the header's element counts must match the data (ASCII: one line per element; binary: the
+  file must hold at least the bytes the counts need, checked before a reader allocates them).
 * ``.stl``: binary files must be ``84 + 50·n`` bytes for the ``n`` their header announces; ASCII ones must
   end with ``endsolid``.
 * ``.npy``: the header's shape must fit the file's size (a forged header never allocates memory).
@@ -141,6 +141,42 @@ def check_ply_counts(path: Path) -> None:
     if n_lines != expected:
         counts = ", ".join(f"{count} {name}" for name, count in elements)
         raise InputError(f"{path}: the PLY header announces {counts} ({expected} lines), the file holds {n_lines} (truncated?)")
+
+
+PLY_TYPE_SIZES = {"char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
+                  "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8}
+
+
+def _ply_row_bytes(path: Path, header: str) -> List[Tuple[str, int, int]]:
+    """[(element, count, least bytes per row)] of a PLY header; a list property counts its length field only."""
+    rows: List[Tuple[str, int, int]] = []
+    for raw in header.splitlines():
+        parts = raw.split()
+        if parts[:1] == ["element"] and len(parts) >= 3:
+            if int(parts[2]) < 0:
+                raise InputError(f"{path}: negative PLY element count in {raw.strip()[:60]!r}")
+            rows.append((parts[1], int(parts[2]), 0))
+        elif parts[:1] == ["property"] and rows:
+            kind = parts[2] if parts[1:2] == ["list"] and len(parts) > 2 else (parts[1] if len(parts) > 1 else "")
+            if kind not in PLY_TYPE_SIZES:
+                raise InputError(f"{path}: unknown PLY property type in {raw.strip()[:60]!r}")
+            name, count, size = rows[-1]
+            rows[-1] = (name, count, size + PLY_TYPE_SIZES[kind])
+    return rows
+
+
+def check_ply_size(path: Path) -> None:
+    """Refuse a binary PLY shorter than its header's element counts need (before any reader allocates them)."""
+    fmt, _, header_len = _ply_header(path)
+    if fmt == "ascii":
+        check_ply_counts(path)
+        return
+    with open(path, "rb") as fh:
+        header = fh.read(header_len).decode("ascii", errors="replace")
+    least = sum(count * size for _, count, size in _ply_row_bytes(path, header))
+    actual = path.stat().st_size - header_len
+    if actual < least:
+        raise InputError(f"{path}: the PLY header announces at least {least} bytes of data, the file holds {actual} (truncated?)")
 
 
 # --- STL, NPY --------------------------------------------------------------------------------------

@@ -67,7 +67,9 @@ def test_off_is_scoredenoise_readable_text(tmp_path):
     ("0 0 0\n1 x 3\n", ":2: not a number"),
     ("0 0 0\n0 0 0\nnan 1 2\n", ":3: non-finite"),
     ("0 0 0\n1 1 inf\n", ":2: non-finite"),
-    ("1 2 3 4\n5 6 7 8\n", ":1: expected 3 columns"),
+    ("x y z intensity\n5 6 7\n", ":1: the header names 4 columns, the rows have 3"),
+    ("a b c\n5 6 7\n", ":1: a header line must start with x y z"),
+    ("0,0,0\n1,,3\n", ":2: not a number"),
     ("0 0 0\n1 1 1\n2 2 2 2\n", ":3: 4 columns where the first row has 3"),
 ])
 def test_malformed_cloud_names_file_and_line(tmp_path, content, fragment):

@@ -39,7 +39,7 @@ def _valid_files() -> dict:
     off += "".join("3 %d %d %d\n" % tuple(f) for f in mesh.faces)
     npy = _io.BytesIO()
     np.save(npy, pts)
-    return {
+    return {**_attribute_files(pts),
         ".off": off.encode(),
         ".xyz": "".join("%.6f %.6f %.6f\n" % tuple(v) for v in pts).encode(),
         ".ply": mesh.export(file_type="ply", encoding="ascii"),
@@ -49,8 +49,24 @@ def _valid_files() -> dict:
     }
 
 
+def _attribute_files(pts: np.ndarray) -> dict:
+    """.csv, .pcd, .las and .laz files of ``pts`` with normals and an intensity, as sbdbench writes them."""
+    import tempfile
+
+    from sbdbench.io import write_cloud
+    from sbdbench.io_cloud import PointCloudData
+
+    normals = pts / np.linalg.norm(pts, axis=1, keepdims=True)
+    attrs = {"nx": normals[:, 0], "ny": normals[:, 1], "nz": normals[:, 2], "intensity": np.arange(len(pts), dtype=np.uint16)}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for suffix in (".csv", ".pcd", ".las", ".laz"):
+            out[suffix] = write_cloud(Path(tmp) / f"v{suffix}", PointCloudData(pts, attrs)).read_bytes()
+    return out
+
+
 VALID = _valid_files()
-POINT_SUFFIXES = (".xyz", ".ply", ".npy")
+POINT_SUFFIXES = (".xyz", ".ply", ".npy", ".csv", ".pcd", ".las", ".laz")
 MESH_SUFFIXES = (".off", ".ply", ".stl", ".obj")
 
 
@@ -93,7 +109,7 @@ def test_readers_on_truncations(tmp_path, suffix, frac):
     path = _write(tmp_path, suffix, cut)
     kind = "mesh" if suffix in (".off", ".stl", ".obj") else "points"
     out = _read(path, kind)
-    if suffix in (".off", ".stl", ".npy") and len(cut) < len(data.rstrip()):
+    if suffix in (".off", ".stl", ".npy", ".pcd", ".las", ".laz") and len(cut) < len(data.rstrip()):
         assert out is None, "a truncated file with counts in its header must be refused"
 
 

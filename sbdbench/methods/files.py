@@ -4,38 +4,43 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from sbdbench.errors import InputError
 
 
 def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[str, Any]] = None, noise_level: Optional[float] = None,
                  use_frozen: bool = True) -> Dict[str, Any]:
-    """Denoise one cloud file (.xyz/.txt/.ply/.npy, any frame and size) and write the result.
+    """Denoise one cloud file (text, .ply, .npy, .pcd, .las/.laz; any frame and size) and write the result.
 
-    The output keeps the input's frame; its format follows ``out_path``'s suffix, which must be a
-    known one (a path without a suffix is refused, never extended). Parameters: the frozen settings nearest to the cloud's size and
+    The output keeps the input's frame and coordinate precision; its format follows ``out_path``'s suffix,
+    which must be a known one (a path without a suffix is refused, never extended). A count-preserving
+    method's output point i keeps input point i's attributes (normals, colours, intensity, …); any other
+    method's output is x y z only, and ``attributes_note`` says so (docs/io-formats.md). Parameters: the frozen settings nearest to the cloud's size and
     noise level (σ given, or estimated in the unit-sphere frame), updated with ``params``.
 
     Returns:
         ``{"n_in", "n_out", "seconds", "params", "out", "noise_level", "sigma", "sigma_source", "cell", "defaults",
         "warning"}``: ``sigma`` is the σ the settings were chosen for (``sigma_source`` "given" or "estimated";
         None with ``use_frozen=False`` and no σ given), ``cell`` the frozen cell's (N, σ) or None (no frozen
-        settings, or ``defaults``), ``warning`` one line when the method ran without frozen settings, else None.
+        settings, or ``defaults``), ``warning`` one line when the method ran without frozen settings, else None;
+        ``attributes`` the attribute names written with the output, ``attributes_note`` one line when the
+        input's attributes could not be carried, else None.
     """
     from sbdbench.geometry import normalize_unit_sphere
-    from sbdbench.io import POINT_FORMATS, read_points, write_points
+    from sbdbench.io import POINT_FORMATS, check_writable, read_cloud, write_cloud
     from sbdbench.methods.base import get_method_class, make_method
     from sbdbench.methods.settings import frozen_cell, missing_settings_note
 
     from sbdbench.outputs import refuse_overwrite
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if out_path.suffix.lower() not in POINT_FORMATS + (".pts",):
+    if out_path.suffix.lower() not in POINT_FORMATS:
         raise InputError(f"{out_path}: unknown output format {out_path.suffix or '(no suffix)'!r} (use one of {', '.join(POINT_FORMATS)})")
     refuse_overwrite(out_path, [in_path])
     get_method_class(method_name)
-    points = read_points(in_path)
+    cloud = read_cloud(in_path)
+    points = cloud.xyz
     sigma_for_settings = noise_level
     if sigma_for_settings is None and use_frozen:
         from sbdbench.methods.classical._common import estimate_noise
@@ -45,11 +50,34 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     cell = frozen_cell(method_name, len(points), sigma_for_settings) if use_frozen else None
     chosen = {**(dict(cell.get("params", {})) if cell else {}), **(params or {})}
     method = make_method(method_name, **chosen)
+    if method.preserves_count:
+        check_writable(out_path, cloud)  # attributes the output format cannot hold: refused before the work
     t0 = time.perf_counter()
     out = method.denoise(points, noise_level=noise_level)
     seconds = time.perf_counter() - t0
-    write_points(out_path, out)
+    result, note = carry_attributes(cloud, out, method)
+    write_cloud(out_path, result)
     return {"n_in": len(points), "n_out": len(out), "seconds": seconds, "params": method.get_params(), "out": out_path,
             "noise_level": noise_level, "sigma": sigma_for_settings, "sigma_source": "given" if noise_level is not None else "estimated",
             "cell": (int(cell["n_points"]), float(cell["sigma"])) if cell else None, "defaults": not use_frozen,
-            "warning": missing_settings_note(method_name) if use_frozen else None}
+            "warning": missing_settings_note(method_name) if use_frozen else None,
+            "attributes": list(result.attributes), "attributes_note": note}
+
+
+def carry_attributes(cloud, out, method) -> Tuple[Any, Optional[str]]:
+    """(the output cloud, a one-line note or None): ``out``'s positions with ``cloud``'s attributes when
+    ``method`` preserves the count (output point i is input point i moved), else x y z only."""
+    if method.preserves_count and len(out) == len(cloud):
+        return cloud.with_xyz(out), None
+    note = None
+    if cloud.attributes or cloud.native is not None:
+        names = " ".join(cloud.attributes) or "the LAS header and records"
+        note = (f"{method.name} does not keep point i as output point i ({len(cloud)} -> {len(out)} points): "
+                f"attributes cannot be carried ({names[:80]}); writing x y z only")
+    return _xyz_cloud(cloud, out), note
+
+
+def _xyz_cloud(cloud, out):
+    from sbdbench.io_cloud import PointCloudData
+
+    return PointCloudData(out, {}, cloud.xyz_dtype)
