@@ -13,7 +13,8 @@ the released ``pretrain/pdflow-score-LCC.pt`` loads with ``strict=True``:
 What differs from the original is only how the same numbers are computed: one sorted 32-NN search per patch
 serves all graphs (the 16- and 12-NN are its prefixes), the first layer of each kNN unit is folded into two
 per-point projections (``cat[f_i, f_j, f_j − f_i]·Wᵀ = f_i·(W_a − W_c)ᵀ + f_j·(W_b + W_c)ᵀ``), the scale and
-bias nets share one gather, 1×1 convolutions run as matrix products on (B, N, C), and ``W⁻¹`` is taken once.
+bias nets run stacked (batched GEMMs, one row gather, max before the last ReLU), 1×1 convolutions run as matrix
+products on (B, N, C).
 """
 
 from __future__ import annotations
@@ -148,10 +149,6 @@ class KnnConvUnit(nn.Module):
         wa, wb, wc = self.linear1.weight.chunk(3, dim=1)
         return wa - wc, wb + wc
 
-    def tail(self, h: torch.Tensor) -> torch.Tensor:
-        """First-layer pre-activations (B, N, k, h) → (B, N, out)."""
-        return self.linear3(F.relu(self.linear2(F.relu(h))).amax(dim=2))
-
 
 class LinearUnit(nn.Module):
     """``models/deflow/layer.py`` LinearUnit (no BatchNorm in the released model): 3×(1×1 conv, ReLU) → 1×1 conv."""
@@ -187,12 +184,27 @@ class AffineCouplingLayer(nn.Module):
         """(clamped scale, bias), each (B, N, 17), from the conditioning half h1 (B, N, 18)."""
         if not self.knn:
             return CLAMP * torch.atan(self.scale_net(h1)), self.bias_net(h1)
-        (ws_s, wn_s), (ws_b, wn_b) = self.scale_net.folded_first_layer(), self.bias_net.folded_first_layer()
-        own = F.linear(h1, torch.cat([ws_s, ws_b]), torch.cat([self.scale_net.linear1.bias, self.bias_net.linear1.bias]))
-        nbr = knn_gather(F.linear(h1, torch.cat([wn_s, wn_b])), knn_idx)  # one gather for both nets
-        h = own.unsqueeze(2) + nbr  # (B, N, k, 2h)
-        hid = self.scale_net.linear2.in_features
-        return CLAMP * torch.atan(self.scale_net.tail(h[..., :hid])), self.bias_net.tail(h[..., hid:])
+        return self._knn_scale_bias(h1, knn_idx)
+
+    def _knn_scale_bias(self, h1: torch.Tensor, knn_idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Both kNN units at once, stacked on a leading axis of 2 (scale, bias): batched GEMMs, one row gather."""
+        b, n, c = h1.shape
+        k = knn_idx.shape[-1]
+        nets = (self.scale_net, self.bias_net)
+        folded = [u.folded_first_layer() for u in nets]
+        f = h1.reshape(1, b * n, c).expand(2, -1, -1)
+        own = torch.baddbmm(torch.stack([u.linear1.bias for u in nets]).unsqueeze(1), f,
+                            torch.stack([w for w, _ in folded]).transpose(1, 2))  # (2, B·N, h)
+        proj = torch.bmm(f, torch.stack([w for _, w in folded]).transpose(1, 2))  # (2, B·N, h)
+        rows = (knn_idx + torch.arange(b, device=knn_idx.device).view(b, 1, 1) * n).reshape(-1)
+        hid = own.shape[-1]
+        h = proj.index_select(1, rows).view(2, b * n, k, hid).add_(own.unsqueeze(2)).relu_()
+        h = torch.baddbmm(torch.stack([u.linear2.bias for u in nets]).unsqueeze(1), h.view(2, b * n * k, hid),
+                          torch.stack([u.linear2.weight for u in nets]).transpose(1, 2))
+        pooled = h.view(2, b * n, k, hid).amax(dim=2).relu_()  # max∘relu = relu∘max
+        out = torch.baddbmm(torch.stack([u.linear3.bias for u in nets]).unsqueeze(1), pooled,
+                            torch.stack([u.linear3.weight for u in nets]).transpose(1, 2)).view(2, b, n, -1)
+        return CLAMP * torch.atan(out[0]), out[1]
 
     def forward(self, x: torch.Tensor, knn_idx: torch.Tensor) -> torch.Tensor:
         h1, h2 = x[..., :H1], x[..., H1:]
