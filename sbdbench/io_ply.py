@@ -17,10 +17,17 @@ from sbdbench.io_cloud import PointCloudData, check_attributes, stored_float_dty
 from sbdbench.io_formats import check_ply_size
 
 
+def _plyfile():
+    try:
+        import plyfile
+    except ImportError:
+        raise InputError(".ply point clouds need plyfile: pip install 'plyfile>=1.0'") from None
+    return plyfile
+
+
 def read_ply_cloud(path: Path) -> PointCloudData:
     """The vertices of a PLY file (a point cloud or a mesh) with their scalar properties."""
-    from plyfile import PlyData
-
+    PlyData = _plyfile().PlyData
     check_ply_size(path)
     try:
         ply = PlyData.read(str(path), mmap=False)
@@ -57,8 +64,7 @@ def ply_bytes(cloud: PointCloudData) -> bytes:
     """A binary little-endian PLY of the cloud and its attributes."""
     import io
 
-    from plyfile import PlyData, PlyElement
-
+    plyfile = _plyfile()
     coord = stored_float_dtype(cloud.xyz_dtype)
     names = list(cloud.attributes)
     dtype = [(c, coord.newbyteorder("<")) for c in "xyz"]
@@ -69,5 +75,5 @@ def ply_bytes(cloud: PointCloudData) -> bytes:
     for n in names:
         record[n] = cloud.attributes[n]
     buf = io.BytesIO()
-    PlyData([PlyElement.describe(record, "vertex")], text=False, byte_order="<").write(buf)
+    plyfile.PlyData([plyfile.PlyElement.describe(record, "vertex")], text=False, byte_order="<").write(buf)
     return buf.getvalue()

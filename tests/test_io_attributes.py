@@ -237,6 +237,9 @@ def test_a_missing_library_is_named_with_its_pip_install(tmp_path, sphere, monke
     monkeypatch.setitem(sys.modules, "pypcd4", None)
     with pytest.raises(InputError, match=r"pip install 'pypcd4"):
         write_cloud(tmp_path / "x.pcd", sphere)
+    monkeypatch.setitem(sys.modules, "plyfile", None)
+    with pytest.raises(InputError, match=r"pip install 'plyfile"):
+        write_cloud(tmp_path / "x.ply", sphere)
     monkeypatch.setitem(sys.modules, "laspy", None)
     with pytest.raises(InputError, match=r"pip install 'laspy\[lazrs\]"):
         write_cloud(tmp_path / "x.laz", sphere)
