@@ -202,7 +202,7 @@ def test_registered_with_its_paper():
 def test_conformance_with_fixed_random_weights(random_weights):
     from sbdbench.methods.conformance import CHECKS, check_denoiser
 
-    assert check_denoiser(make_method("pdflow", weights=str(random_weights))) == list(CHECKS)
+    assert set(CHECKS) <= set(check_denoiser(make_method("pdflow", weights=str(random_weights))))
 
 
 def test_released_weights_denoise_a_sphere(reference_dir):

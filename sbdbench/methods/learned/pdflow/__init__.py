@@ -38,6 +38,7 @@ from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkpoint, load_into, official_weights_path,
                                                  register_official, resolve_weights)
+from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.knn import knn_points
 from sbdbench.methods.learned.patches import extract_patches, interleaved_subsets, merge_fps, patch_seeds, patches_per_batch
 from sbdbench.methods.learned.pdflow.network import AUG_CHANNEL, PDFlowNet
@@ -178,10 +179,7 @@ class PDFlow(WeightsDigestMixin, Denoiser):
         path = resolve_weights(self.weights, method="pdflow")
         state, _ = load_checkpoint(path)
         net = load_into(PDFlowNet(), state, source=path).eval()
-        try:
-            net = net.to(torch.device(self.device))
-        except (RuntimeError, TypeError, AssertionError) as exc:
-            raise InputError(f"pdflow: cannot use device {self.device!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        net = net.to(torch_device(self.device, "pdflow"))
         self._loaded = (key, net)
         return net
 
