@@ -16,6 +16,7 @@ from sbdbench import __version__
 from sbdbench.cli_options import (AliasedCommand, noise_kind_option, out_option, parse_counts, parse_names, parse_sigmas,
                                   quiet_option, resolutions_option, sigma_option, sigmas_option)
 from sbdbench.errors import InputError, SbdbenchError
+from sbdbench.protocol import GAUSSIAN
 
 
 class _Group(click.Group):
@@ -118,7 +119,7 @@ def _parse_scalar(value: str):
               help="Register an existing ScoreDenoise data folder under --name, without copying.")
 @resolutions_option("10K,50K", help="Point counts N of the clean clouds and noisy inputs.")
 @sigmas_option("1%,2%,3%", help="Noise levels σ of the noisy inputs.")
-@noise_kind_option("gaussian", help="With --meshes: noise kinds of the noisy inputs, comma-separated (gaussian, laplace, "
+@noise_kind_option(GAUSSIAN, help="With --meshes: noise kinds of the noisy inputs, comma-separated (gaussian, laplace, "
                    "uniform_ball, anisotropic, outliers, scanner_ray).")
 @click.option("--sampler", type=click.Choice(["poisson", "poisson_pcu", "uniform"]), default="poisson", show_default=True,
               help="With --meshes: how clean clouds are sampled (folders keep ScoreDenoise's '<N>_poisson' name; the manifest records the sampler).")

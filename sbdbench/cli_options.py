@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 import click
 
 from sbdbench.errors import InputError
+from sbdbench.protocol import GAUSSIAN
 
 _SUFFIXES = {"k": 1_000, "m": 1_000_000}
 
@@ -148,7 +149,7 @@ def sigma_option(default: Optional[str] = None, help: str = "Noise level σ, e.g
                         show_default=default is not None, help=help, **kwargs)
 
 
-def noise_kind_option(default: str = "gaussian", help: str = "Noise model of the noisy inputs.", **kwargs):
+def noise_kind_option(default: str = GAUSSIAN, help: str = "Noise model of the noisy inputs.", **kwargs):
     return click.option("--noise-kind", "noise_kind", default=default, show_default=True, metavar="KIND", help=help, **kwargs)
 
 

@@ -14,9 +14,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from sbdbench.errors import DataError, SbdbenchError
+from sbdbench.protocol import GAUSSIAN, METRICS, REPORT_SCALE, SCALED_METRICS, reported_column
 
 #: keys of every record, in CSV column order.
-RECORD_KEYS = ("shape", "category", "n_points", "sigma", "n_out", "cd", "p2m", "p2m_pt3d", "hd", "seconds", "peak_mem_mb")
+RECORD_KEYS = ("shape", "category", "n_points", "sigma", "n_out", *METRICS, "seconds", "peak_mem_mb")
 
 
 class CellError(SbdbenchError):
@@ -68,7 +69,7 @@ def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device:
     return out, seconds, (_peak_rss_mb() if reset else None)
 
 
-def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = "gaussian",
+def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = GAUSSIAN,
              shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[Dict], None]] = None,
              progress: bool = True, metrics_device: Optional[str] = None) -> List[Dict]:
     """Denoise and score every test shape of one (dataset, N, σ, noise) cell.
@@ -131,7 +132,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         verts, faces = dataset.load_mesh(shape, "test")
         metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
         record = {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
-                  "n_out": int(len(pred)), **{k: float(metrics[k]) for k in ("cd", "p2m", "p2m_pt3d", "hd")},
+                  "n_out": int(len(pred)), **{k: float(metrics[k]) for k in METRICS},
                   "seconds": float(seconds), "peak_mem_mb": None if peak_mb is None else float(peak_mb)}
         records.append(record)
         if on_shape is not None:
@@ -140,7 +141,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
 
 
 # --- a whole method run (``sbdbench run``) ---------------------------------------------------------
-SUMMARY_COLUMNS = ("cd_1e4", "p2m_1e4", "p2m_pt3d_1e4", "hd", "seconds", "peak_mem_mb")
+SUMMARY_COLUMNS = (*(reported_column(m) if m in SCALED_METRICS else m for m in METRICS), "seconds", "peak_mem_mb")
 
 
 def summarize(frame):
@@ -156,7 +157,7 @@ def summarize(frame):
 
 def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[Sequence[int]] = None,
                noise_levels: Optional[Sequence[float]] = None, *, params: Optional[Dict] = None, use_frozen: bool = True,
-               device: str = "cpu", out: Optional[Path] = None, noise: str = "gaussian", shapes: Optional[Sequence[str]] = None,
+               device: str = "cpu", out: Optional[Path] = None, noise: str = GAUSSIAN, shapes: Optional[Sequence[str]] = None,
                progress: bool = True, log: Callable[[str], None] = print):
     """Denoise every test input of a dataset with one method and score it (``sbdbench run``).
 
@@ -212,7 +213,7 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
             shown = {k: v for k, v in method.get_params().items()}
             for r in records:
                 rows.append({"method": method_name, **r, "params": json.dumps(shown, sort_keys=True)})
-            mean_cd = sum(r["cd"] for r in records) / len(records) * 1e4
+            mean_cd = sum(r["cd"] for r in records) / len(records) * REPORT_SCALE
             log(f"{method_name} N={n_points} σ={sigma:g}: {len(records)} shapes, cd_1e4={mean_cd:.3f}, params {shown} -> {cell_dir}")
             write_tables()  # after every (N, σ): an interrupted run keeps the scores of its finished cells
     return write_tables()

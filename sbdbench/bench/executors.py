@@ -24,6 +24,7 @@ from typing import Callable, List, Optional, Sequence
 
 from sbdbench.bench.grid import Cell
 from sbdbench.errors import InputError
+from sbdbench.protocol import METRICS
 
 EXECUTORS = ("local", "dask")
 
@@ -55,7 +56,7 @@ def _check_records(cell: Cell, records) -> Optional[str]:
     if not records:
         return "the cell produced no per-shape records (no test shapes?)"
     for rec in records:
-        for key in ("cd", "p2m", "hd"):
+        for key in METRICS:
             value = rec.get(key)
             if value is None or not math.isfinite(float(value)):
                 return f"shape {rec.get('shape')!r}: metric {key} is {value}"

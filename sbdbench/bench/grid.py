@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sbdbench.errors import DataError, InputError, SbdbenchError
+from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS, GAUSSIAN  # noqa: F401  (re-exported)
 
 DEFAULT_DATASETS: Tuple[str, ...] = ("synth",)
-DEFAULT_RESOLUTIONS: Tuple[int, ...] = (10000, 50000)
-DEFAULT_NOISE_LEVELS: Tuple[float, ...] = (0.01, 0.02, 0.03)
-GAUSSIAN = "gaussian"
+DEFAULT_NOISE_LEVELS = DEFAULT_SIGMAS  # the bench's name for the protocol's default σ list
 
 #: ``--quick``: the default methods at 10K × 1/2/3 %, without the methods too slow for a 2-core,
 #: 10-minute run including the dataset build (README "Benchmark and leaderboard" has the timing).
@@ -48,11 +47,10 @@ def cell_data_hash(dataset, n_points: int, sigma: float, noise: str = GAUSSIAN) 
     the finished cells, while any changed input file makes new ones. A registered foreign folder
     without a manifest is hashed from the names and sizes of those files instead.
     """
-    from sbdbench.data.dataset import noisy_dir_name
+    from sbdbench.protocol import clean_rel_dir, mesh_rel_dir, noisy_rel_dir
 
-    prefixes = (f"examples/{noisy_dir_name(dataset.name, n_points, sigma, noise)}/",
-                f"{dataset.name}/pointclouds/test/{int(n_points)}_poisson/",
-                f"{dataset.name}/meshes/test/")
+    prefixes = (noisy_rel_dir(dataset.name, n_points, sigma, noise) + "/", clean_rel_dir(dataset.name, "test", n_points) + "/",
+                mesh_rel_dir(dataset.name, "test") + "/")
     files = dataset.manifest.get("files") if isinstance(dataset.manifest, dict) else None
     if files:
         chosen = sorted((path, str(entry.get("sha256") if isinstance(entry, dict) else entry))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sbdbench.bench.grid import format_n
+from sbdbench.protocol import GAUSSIAN
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto; max-width: 1320px;
@@ -111,7 +112,7 @@ def _full_table(board: pd.DataFrame) -> str:
     for r in board.itertuples():
         failed = r.status != "finished"
         partial = not failed and not bool(r.complete)
-        cells = [f'<td class="text">{_e(str(r.method))}</td>', f'<td class="text">{_e(str(r.dataset))}{"" if r.noise == "gaussian" else " (" + _e(str(r.noise)) + ")"}</td>',
+        cells = [f'<td class="text">{_e(str(r.method))}</td>', f'<td class="text">{_e(str(r.dataset))}{"" if r.noise == GAUSSIAN else " (" + _e(str(r.noise)) + ")"}</td>',
                  f'<td data-v="{int(r.n_points)}">{format_n(r.n_points)}</td>', f'<td data-v="{r.sigma * 100:g}">{r.sigma * 100:g}</td>']
         if failed:
             cells.append(f'<td data-v="" title="{_e(str(r.error))}">failed</td>' + '<td data-v="">–</td>' * 6)

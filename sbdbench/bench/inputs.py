@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from sbdbench.errors import DataError
+from sbdbench.protocol import GAUSSIAN
 
 SYNTH = "synth"
-GAUSSIAN = "gaussian"
 
 
 def build_command(resolutions: Sequence[int], noise_levels: Sequence[float], quick: bool) -> str:

@@ -21,9 +21,10 @@ from typing import Dict, Iterable, List, Optional
 
 from sbdbench.bench.cell import RECORD_KEYS
 from sbdbench.errors import SbdbenchError
+from sbdbench.protocol import METRICS
 
 #: metrics a journaled record must hold as finite numbers ≥ 0 (``peak_mem_mb`` may be missing: None)
-FINITE_KEYS = ("cd", "p2m", "p2m_pt3d", "hd", "seconds", "sigma")
+FINITE_KEYS = (*METRICS, "seconds", "sigma")
 
 
 def journal_folder(db_path: str | os.PathLike) -> Path:

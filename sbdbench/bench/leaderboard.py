@@ -26,8 +26,9 @@ from sbdbench.bench.provenance import check_publishable
 from sbdbench.bench.store import ResultsStore
 from sbdbench.errors import DataError, InputError
 from sbdbench.paths import atomic_write_bytes, atomic_write_text
+from sbdbench.protocol import REPORT_SCALE, SCALED_METRICS, reported_column
 
-SCALE = 1e4
+SCALE = REPORT_SCALE
 CELL_ID = ["dataset", "noise", "n_points", "sigma", "method"]
 LEADERBOARD_COLUMNS = [
     "method", "dataset", "n_points", "sigma", "noise", "status",
@@ -76,8 +77,8 @@ def per_shape_table(runs: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
     chosen = latest_runs(runs)
     chosen = chosen[chosen["status"] == "finished"]
     table = shapes[shapes["run_id"].isin(chosen["run_id"])].copy()
-    for raw in ("cd", "p2m", "p2m_pt3d"):
-        table[f"{raw}_1e4"] = table[raw] * SCALE
+    for raw in SCALED_METRICS:
+        table[reported_column(raw)] = table[raw] * SCALE
     table = table.sort_values(["dataset", "noise", "n_points", "sigma", "method", "shape"])
     return table[PER_SHAPE_COLUMNS].reset_index(drop=True)
 
@@ -92,8 +93,8 @@ def leaderboard_table(runs: pd.DataFrame, shapes: pd.DataFrame) -> pd.DataFrame:
         n_shapes=("shape", "count"), sec_per_shape=("seconds", "mean"), peak_mem_mb=("peak_mem_mb", "max"),
     )
     table = chosen.merge(agg, left_on="run_id", right_index=True, how="left")
-    for raw in ("cd", "p2m", "p2m_pt3d"):
-        table[f"{raw}_1e4"] = table[raw] * SCALE
+    for raw in SCALED_METRICS:
+        table[reported_column(raw)] = table[raw] * SCALE
     table["n_shapes"] = table["n_shapes"].fillna(0).astype(int)
     table["params"] = table["params_json"]
     table = _with_ranks(mark_coverage(table, shapes))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sbdbench.bench.grid import format_n
+from sbdbench.protocol import GAUSSIAN
 
 
 def _pyplot():
@@ -122,7 +123,7 @@ def make_plots(board: pd.DataFrame, per_shape: pd.DataFrame) -> Dict[str, bytes]
     colors = method_colors(sorted(board["method"].unique()))
     images = {}
     for dataset, noise in sorted({(d, n) for d, n in zip(ok["dataset"], ok["noise"])}):
-        stem = dataset if noise == "gaussian" else f"{dataset}_{noise}"
+        stem = dataset if noise == GAUSSIAN else f"{dataset}_{noise}"
         images[f"{stem}_metric_vs_noise"] = metric_vs_noise(board, dataset, noise, colors)
         if not per_shape.empty:
             images[f"{stem}_per_category"] = category_bars(per_shape, dataset, noise, colors)

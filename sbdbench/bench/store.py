@@ -30,14 +30,15 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Set
 
 from sbdbench.errors import DataError, SbdbenchError
+from sbdbench.protocol import METRICS
 
 SCHEMA_VERSION = 2
 DB_NAME = "results.db"
 BUSY_TIMEOUT_S = 120.0
 
 #: per-shape record keys produced by ``run_cell`` and stored in ``shapes``.
-SHAPE_FIELDS = ("shape", "category", "n_out", "cd", "p2m", "p2m_pt3d", "hd", "seconds", "peak_mem_mb")
-METRIC_FIELDS = ("cd", "p2m", "p2m_pt3d", "hd")
+SHAPE_FIELDS = ("shape", "category", "n_out", *METRICS, "seconds", "peak_mem_mb")
+METRIC_FIELDS = METRICS
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Optional
 
+from sbdbench.protocol import METRICS
+
 #: table → (columns that must be numbers or NULL, columns that must be numbers, a label for the row)
 NUMERIC = {
-    "shapes": (("cd", "p2m", "p2m_pt3d", "hd", "peak_mem_mb"), ("n_out", "seconds"), "run_id, shape"),
+    "shapes": ((*METRICS, "peak_mem_mb"), ("n_out", "seconds"), "run_id, shape"),
     "runs": ((), ("n_points", "sigma", "attempts", "seconds"), "run_id, method"),
 }
 

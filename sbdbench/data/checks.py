@@ -13,7 +13,6 @@ reported without a verdict (their pooled residual is a scale mixture of normals)
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import List, Optional
 
@@ -21,8 +20,9 @@ import numpy as np
 
 from sbdbench.data.dataset import Dataset, open_dataset
 from sbdbench.errors import DataError
+from sbdbench.protocol import GAUSSIAN, parse_noisy_dir
 
-EXPECT_NORMAL = {"gaussian": True, "laplace": False, "uniform_ball": False, "outliers": False}
+EXPECT_NORMAL = {GAUSSIAN: True, "laplace": False, "uniform_ball": False, "outliers": False}
 STD_TOLERANCE = 0.03
 
 
@@ -48,18 +48,13 @@ class NoiseCheck:
 
 def _noisy_sets(ds: Dataset):
     """(split, N, kind, σ, folder) for every noisy folder of ``ds``."""
-    pattern = re.compile(rf"{re.escape(ds.name)}(?:_(val|train))?_(\d+)_poisson_(?:([a-z_]+)_)?([0-9.eE+-]+)")
     out = []
     if not ds.examples_dir.is_dir():
         return out
     for sub in sorted(ds.examples_dir.iterdir()):
-        m = pattern.fullmatch(sub.name)
-        if sub.is_dir() and m:
-            try:
-                sigma = float(m.group(4))
-            except ValueError:
-                continue
-            out.append((m.group(1) or "test", int(m.group(2)), m.group(3) or "gaussian", sigma, sub))
+        found = parse_noisy_dir(sub.name, ds.name)
+        if sub.is_dir() and found:
+            out.append((found.split, found.n_points, found.noise, found.sigma, sub))
     return out
 
 

@@ -1,12 +1,5 @@
-"""A benchmark dataset on disk, in ScoreDenoise's ``data/`` layout, so either tool reads the other's.
-
-```
-<root>/<name>/meshes/{train,val,test}/<shape>.off
-<root>/<name>/pointclouds/{train,val,test}/<N>_poisson/<shape>.xyz      clean GT clouds
-<root>/<name>/manifest.json                                             provenance + sha256 of every file
-<root>/examples/<name>_<N>_poisson_<σ>/<shape>.xyz                      noisy test inputs (Gaussian)
-<root>/examples/<name>_<N>_poisson_<noise>_<σ>/<shape>.xyz              other noise models
-```
+"""A benchmark dataset on disk, in ScoreDenoise's ``data/`` layout (built and parsed by :mod:`sbdbench.protocol`),
+plus ``<root>/<name>/manifest.json`` (provenance and the sha256 of every file).
 
 ``<root>`` is ``$SBDBENCH_HOME/data`` for datasets sbdbench built or fetched; an existing
 ScoreDenoise ``data/`` folder can be registered under a name without copying
@@ -26,22 +19,10 @@ import numpy as np
 
 from sbdbench.errors import DataError
 from sbdbench.paths import atomic_write_text, data_root, home
+from sbdbench.protocol import (GAUSSIAN, SPLITS, clean_dir_name, clean_rel_dir, mesh_rel_dir, noisy_dir_name,  # noqa: F401
+                               parse_clean_dir, parse_noisy_dir, sigma_label)
 
-SPLITS = ("train", "val", "test")
-GAUSSIAN = "gaussian"
 REGISTRY_FILE = "datasets.json"
-
-
-def sigma_label(sigma: float) -> str:
-    """The folder label of a noise level as ScoreDenoise writes it: 0.01 → '0.01', 0.025 → '0.025'."""
-    return f"{float(sigma):g}"
-
-
-def noisy_dir_name(name: str, n_points: int, sigma: float, noise: str = GAUSSIAN) -> str:
-    """``<name>_<N>_poisson_<σ>`` for Gaussian noise (ScoreDenoise's name), else ``..._<noise>_<σ>``."""
-    if noise == GAUSSIAN:
-        return f"{name}_{int(n_points)}_poisson_{sigma_label(sigma)}"
-    return f"{name}_{int(n_points)}_poisson_{noise}_{sigma_label(sigma)}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +60,7 @@ class Dataset:
     # --- what the dataset holds -------------------------------------------------------------
     def shapes(self, split: str = "test") -> List[str]:
         """Sorted shape names of a split (from its meshes, else from its clean clouds)."""
-        mesh_dir = self.dir / "meshes" / split
+        mesh_dir = self.root / mesh_rel_dir(self.name, split)
         names = {p.stem for p in mesh_dir.glob("*.off")} if mesh_dir.is_dir() else set()
         if not names:
             for res_dir in sorted((self.dir / "pointclouds" / split).glob("*_poisson")):
@@ -92,34 +73,21 @@ class Dataset:
 
     def resolutions(self, split: str = "test") -> List[int]:
         """Point counts with clean clouds in this split, ascending."""
-        out = []
-        for p in (self.dir / "pointclouds" / split).glob("*_poisson"):
-            head = p.name.split("_", 1)[0]
-            if head.isdigit():
-                out.append(int(head))
-        return sorted(out)
+        found = (parse_clean_dir(p.name) for p in (self.dir / "pointclouds" / split).glob("*_poisson"))
+        return sorted(n for n in found if n is not None)
 
     def noise_levels(self, n_points: int, noise: str = GAUSSIAN) -> List[float]:
         """Noise levels σ with noisy inputs at this resolution, ascending."""
-        prefix = f"{self.name}_{int(n_points)}_poisson_"
-        levels = []
-        for p in self.examples_dir.glob(prefix + "*"):
-            rest = p.name[len(prefix):]
-            kind, _, label = rest.rpartition("_")
-            if (kind or GAUSSIAN) != noise:
-                continue
-            try:
-                levels.append(float(label))
-            except ValueError:
-                continue
-        return sorted(levels)
+        found = (parse_noisy_dir(p.name, self.name) for p in self.examples_dir.glob(f"{self.name}_*"))
+        return sorted(d.sigma for d in found if d is not None and d.split == "test" and d.n_points == int(n_points)
+                      and d.noise == noise)
 
     # --- paths ---------------------------------------------------------------------------------
     def mesh_path(self, shape: str, split: str = "test") -> Path:
-        return self.dir / "meshes" / split / f"{shape}.off"
+        return self.root / mesh_rel_dir(self.name, split) / f"{shape}.off"
 
     def clean_path(self, shape: str, n_points: int, split: str = "test") -> Path:
-        return self.dir / "pointclouds" / split / f"{int(n_points)}_poisson" / f"{shape}.xyz"
+        return self.root / clean_rel_dir(self.name, split, n_points) / f"{shape}.xyz"
 
     def noisy_dir(self, n_points: int, sigma: float, noise: str = GAUSSIAN) -> Path:
         return self.examples_dir / noisy_dir_name(self.name, n_points, sigma, noise)

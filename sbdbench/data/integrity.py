@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from sbdbench.errors import DataError
+from sbdbench.protocol import GAUSSIAN
 
 CACHE_NAME = "file_sha256.json"
 
 
-def cell_files(dataset, n_points: int, sigma: float, noise: str = "gaussian",
+def cell_files(dataset, n_points: int, sigma: float, noise: str = GAUSSIAN,
                shapes: Optional[Iterable[str]] = None) -> List[Path]:
     """The files one benchmark cell reads: per test shape (or per one of ``shapes``), its noisy input,
     clean cloud at N and mesh."""
@@ -39,7 +40,7 @@ def reference_files(dataset, n_points: int, split: str = "test") -> List[Path]:
     return out
 
 
-def check_cell_inputs(dataset, n_points: int, sigma: float, noise: str = "gaussian",
+def check_cell_inputs(dataset, n_points: int, sigma: float, noise: str = GAUSSIAN,
                       shapes: Optional[Iterable[str]] = None) -> int:
     """Raise :class:`DataError` unless every file of the cell matches the manifest; returns the count checked."""
     return check_files(dataset, cell_files(dataset, n_points, sigma, noise, shapes))

@@ -25,8 +25,8 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.geometry import check_points
+from sbdbench.protocol import GAUSSIAN, NOISE_KINDS  # noqa: F401  (NOISE_KINDS: re-exported)
 
-NOISE_KINDS = ("gaussian", "laplace", "uniform_ball", "anisotropic", "outliers", "scanner_ray")
 _ALIASES = {k.replace("_", "-"): k for k in NOISE_KINDS}
 
 
@@ -49,7 +49,7 @@ def check_sigma(sigma) -> float:
     return s
 
 
-def add_noise(clean_unit_points, sigma: float, kind: str = "gaussian", seed: int = 0, **kw) -> np.ndarray:
+def add_noise(clean_unit_points, sigma: float, kind: str = GAUSSIAN, seed: int = 0, **kw) -> np.ndarray:
     """The noisy version of a unit-normalised clean cloud (N, 3); row i stays row i.
 
     Args:
@@ -68,7 +68,7 @@ def add_noise(clean_unit_points, sigma: float, kind: str = "gaussian", seed: int
     unknown = set(kw) - allowed
     if unknown:
         raise InputError(f"noise {kind!r} takes no option(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(allowed)) or 'none'})")
-    if kind == "gaussian":
+    if kind == GAUSSIAN:
         return x + s * rng.standard_normal((n, 3))
     if kind == "laplace":
         return x + rng.laplace(0.0, s / np.sqrt(2.0), size=(n, 3))

@@ -33,7 +33,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sbdbench.data.dataset import Dataset, noisy_dir_name, sigma_label
+from sbdbench import protocol
+from sbdbench.data.dataset import Dataset, sigma_label
 from sbdbench.errors import DataError, InputError, SbdbenchError
 from sbdbench.paths import atomic_write_text, data_root, sha256_file
 
@@ -143,8 +144,7 @@ class BuildPlan:
 
 def noisy_rel_dir(name: str, split: str, spec: NoisySpec) -> str:
     """Path of a noisy set relative to the data root (``examples/...``)."""
-    prefix = name if split == "test" else f"{name}_{split}"
-    return f"examples/{noisy_dir_name(prefix, spec.n_points, spec.sigma, spec.kind)}"
+    return protocol.noisy_rel_dir(name, spec.n_points, spec.sigma, spec.kind, split)
 
 
 # --- the per-shape worker (top level, so a process pool can run it) ------------------------------------
@@ -183,7 +183,7 @@ def _build_shape(name: str, root: str, task: ShapeTask, plan: BuildPlan) -> Dict
         seed = derive_seed(name, plan.base_seed, task.name, plan.sampler, n)
         seeds[f"{plan.sampler}_{n}"] = seed
         pts = sample(unit_verts, faces, n, seed, plan.sampler)
-        record(write_points(root_p / name / "pointclouds" / task.split / f"{n}_poisson" / f"{task.name}.xyz", pts))
+        record(write_points(root_p / protocol.clean_rel_dir(name, task.split, n) / f"{task.name}.xyz", pts))
         clean_by_n[n] = np.round(pts, 8)  # exactly what the file holds
         clean_radius[str(n)] = round(bbox_center_and_scale(clean_by_n[n])[1], 6)
     for spec in plan.noisy.get(task.split, ()):
@@ -230,9 +230,8 @@ def _clear_previous(ds: Dataset) -> None:
             ds.manifest_path.unlink()  # invalidate first: an interrupted rebuild must not verify
         shutil.rmtree(ds.dir)
     if ds.examples_dir.is_dir():
-        pattern = re.compile(rf"{re.escape(ds.name)}(_val|_train)?_\d+_poisson_.+")
         for sub in ds.examples_dir.iterdir():
-            if sub.is_dir() and pattern.fullmatch(sub.name):
+            if sub.is_dir() and protocol.parse_noisy_dir(sub.name, ds.name):
                 shutil.rmtree(sub)
 
 
@@ -394,8 +393,8 @@ def _write_locked(ds: Dataset, tasks: Sequence[ShapeTask], plan: BuildPlan, para
 
 def build_dataset(name: str, meshes: Dict[str, Tuple[np.ndarray, np.ndarray]], *, root: Optional[Path] = None,
                   splits: Optional[Dict[str, str]] = None, categories: Optional[Dict[str, str]] = None,
-                  resolutions: Sequence[int] = (10000, 50000), noise_levels: Sequence[float] = (0.01, 0.02, 0.03),
-                  noises: Sequence[str] = ("gaussian",), sampler: str = "poisson", base_seed: int = 0,
+                  resolutions: Sequence[int] = protocol.DEFAULT_RESOLUTIONS, noise_levels: Sequence[float] = protocol.DEFAULT_SIGMAS,
+                  noises: Sequence[str] = (protocol.GAUSSIAN,), sampler: str = "poisson", base_seed: int = 0,
                   source: str = "user meshes", force: bool = False, progress: bool = True,
                   workers: Optional[int] = None) -> Dataset:
     """A dataset from the user's meshes ``{shape: (verts (V, 3), faces (F, 3))}``, in the synth layout.

@@ -26,6 +26,7 @@ from sbdbench.data.shapes import TEST_SHAPES, family_specs, get_test_spec
 from sbdbench.data.splits import (BuildPlan, NoisySpec, ShapeTask, check_noise_levels, check_resolutions,
                                   write_dataset)
 from sbdbench.errors import InputError
+from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS, GAUSSIAN
 
 NAME = "synth"
 VERSION = "synth-v1"
@@ -57,8 +58,8 @@ def synth_tasks(shapes: Optional[Sequence[str]] = None, include_train: bool = Tr
     return tasks
 
 
-def build_synth_dataset(root: Optional[Path] = None, *, resolutions: Sequence[int] = (10000, 50000),
-                        noise_levels: Sequence[float] = (0.01, 0.02, 0.03), include_train: bool = True,
+def build_synth_dataset(root: Optional[Path] = None, *, resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+                        noise_levels: Sequence[float] = DEFAULT_SIGMAS, include_train: bool = True,
                         progress: bool = True, shapes: Optional[Sequence[str]] = None,
                         train_resolutions: Optional[Sequence[int]] = None, n_train: int = N_TRAIN,
                         n_val: int = N_VAL, extra_noises: Sequence[str] = (CHECK_NOISE_KIND,),
@@ -84,13 +85,13 @@ def build_synth_dataset(root: Optional[Path] = None, *, resolutions: Sequence[in
         raise InputError("at least one resolution is needed")
     levels = check_noise_levels(noise_levels)
     train_res = check_resolutions(train_resolutions) if train_resolutions is not None else res
-    noisy_test = [NoisySpec("gaussian", s, n) for n in res for s in levels]
+    noisy_test = [NoisySpec(GAUSSIAN, s, n) for n in res for s in levels]
     noisy_test += [NoisySpec(canonical_kind(k), CHECK_NOISE_SIGMA, res[0]) for k in extra_noises]
     plan_res = {"test": res}
     plan_noisy = {"test": tuple(noisy_test)}
     if include_train:
         plan_res.update(train=train_res, val=train_res)
-        plan_noisy["val"] = tuple(NoisySpec("gaussian", s, train_res[0]) for s in levels)
+        plan_noisy["val"] = tuple(NoisySpec(GAUSSIAN, s, train_res[0]) for s in levels)
     plan = BuildPlan(resolutions=plan_res, noisy=plan_noisy, sampler="poisson", base_seed=0)
     tasks = synth_tasks(shapes, include_train, n_train, n_val)
     extra = {

@@ -26,6 +26,7 @@ import numpy as np
 from sbdbench.errors import DataError, InputError
 from sbdbench.geometry import normalize_unit_sphere
 from sbdbench.paths import atomic_write_text
+from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS
 
 #: resolutions above this use ``max_shapes_large`` shapes.
 LARGE_N = 20000
@@ -133,8 +134,8 @@ def settings_toml(doc: Dict[str, Any]) -> str:
         raise DataError(f"cannot write the tuned settings of {doc['method']!r} as TOML: {exc}") from None
 
 
-def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = (10000, 50000),
-                noise_levels: Sequence[float] = (0.01, 0.02, 0.03), *, max_shapes: int = 8, max_shapes_large: int = 3,
+def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+                noise_levels: Sequence[float] = DEFAULT_SIGMAS, *, max_shapes: int = 8, max_shapes_large: int = 3,
                 grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
                 seed: int = 0, split: str = "train", out: Optional[Path] = None, merge: bool = True,
                 refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None,

@@ -22,11 +22,9 @@ from sbdbench.metrics.backend import finite_or_raise
 from sbdbench.metrics.chamfer import nearest_sqdists
 from sbdbench.metrics.p2m import PT3D_DEFAULT_MIN_AREA, _terms_normalized, normalized_inputs
 
-REPORT_SCALE = 1e4
-SCALED_METRICS = ("cd", "p2m", "p2m_pt3d")  # the ones papers print ×10⁴
-METRIC_KEYS = ("cd", "p2m", "p2m_pt3d", "hd")
-PRED_SUFFIX = ".xyz"
+from sbdbench.protocol import METRICS, REPORT_SCALE, SCALED_METRICS, reported_column, resolution_in_name
 
+PRED_SUFFIX = ".xyz"
 
 def evaluate_shape(pred, gt_points, verts, faces, *, device="cpu", backend: Optional[str] = None) -> Dict[str, float]:
     """All metrics of one prediction, raw (unscaled).
@@ -50,7 +48,6 @@ def evaluate_shape(pred, gt_points, verts, faces, *, device="cpu", backend: Opti
         "hd": finite_or_raise(max(x_to_y.max(), y_to_x.max()), "Hausdorff distance"),
     }
 
-
 def evaluate_files(pred_path, gt_points_path, gt_mesh_path, *, device="cpu") -> Dict:
     """Score one prediction file against a GT cloud file and a GT mesh file; one record (raw values)."""
     from sbdbench.io import read_mesh, read_points
@@ -62,12 +59,10 @@ def evaluate_files(pred_path, gt_points_path, gt_mesh_path, *, device="cpu") -> 
     record.update(evaluate_shape(pred, gt, verts, faces, device=device))
     return record
 
-
 def _prediction_files(pred_dir: Path) -> Dict[str, Path]:
     if not pred_dir.is_dir():
         raise InputError(f"{pred_dir}: prediction folder does not exist")
     return {p.stem: p for p in pred_dir.iterdir() if p.is_file() and p.suffix.lower() == PRED_SUFFIX}
-
 
 def _match_predictions(pred_dir: Path, shapes, known=None) -> Dict[str, Path]:
     """Prediction file of each of ``shapes``; a missing one, or a file that is none of ``known`` (default:
@@ -82,14 +77,9 @@ def _match_predictions(pred_dir: Path, shapes, known=None) -> Dict[str, Path]:
         raise InputError(f"{pred_dir}: file(s) {names} match no shape of the dataset split (known: {', '.join(sorted(shapes)[:10])}…)")
     return {s: found[s] for s in shapes}
 
-
 def _name_resolution(pred_dir: Path) -> Optional[int]:
     """N from a ScoreDenoise-layout folder name (``<dataset>_<N>_poisson[_<kind>]_<σ>``), or None."""
-    import re
-
-    match = re.search(r"_(\d+)_poisson(?:_|$)", pred_dir.name)
-    return int(match.group(1)) if match else None
-
+    return resolution_in_name(pred_dir.name)
 
 def infer_resolution(dataset, pred_dir, split: str = "test", shapes=None) -> int:
     """The GT resolution of a prediction folder: the N its name carries (``synth_10000_poisson_0.02``), else
@@ -115,7 +105,6 @@ def infer_resolution(dataset, pred_dir, split: str = "test", shapes=None) -> int
     raise InputError(f"{pred_dir}: cannot infer the resolution (folder name gives {named or 'none'}, point counts "
                      f"{', '.join(map(str, counts)) or 'none'}; dataset {ds.name!r} has {', '.join(map(str, available)) or 'none'}): "
                      "give --resolutions N")
-
 
 def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", device="cpu", progress: bool = False,
                     shapes=None) -> pd.DataFrame:
@@ -162,8 +151,7 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
         except InputError as exc:
             raise InputError(f"shape {shape!r}: {exc}") from None
         rows.append({"shape": shape, "category": ds.category(shape), "n_points": int(n_points), "n_out": len(pred), **metrics})
-    return pd.DataFrame(rows, columns=["shape", "category", "n_points", "n_out", *METRIC_KEYS])
-
+    return pd.DataFrame(rows, columns=["shape", "category", "n_points", "n_out", *METRICS])
 
 def to_report_units(frame: pd.DataFrame) -> pd.DataFrame:
     """Copy with ``cd, p2m, p2m_pt3d`` multiplied by 10⁴ and renamed ``cd_1e4, p2m_1e4, p2m_pt3d_1e4``
@@ -172,12 +160,11 @@ def to_report_units(frame: pd.DataFrame) -> pd.DataFrame:
     for key in SCALED_METRICS:
         if key in out:
             out[key] = out[key] * REPORT_SCALE
-    return out.rename(columns={k: f"{k}_1e4" for k in SCALED_METRICS})
-
+    return out.rename(columns={k: reported_column(k) for k in SCALED_METRICS})
 
 def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Means in report units: one row per category plus an ``all`` row (``n_shapes`` counts rows)."""
-    metrics = [k for k in METRIC_KEYS if k in frame]
+    metrics = [k for k in METRICS if k in frame]
     rep = to_report_units(frame[["category", *metrics]] if "category" in frame else frame[metrics].assign(category="all"))
     cols = [c for c in rep.columns if c != "category"]
     by_cat = rep.groupby("category")[cols].mean()
@@ -187,7 +174,6 @@ def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.concat([by_cat, total]) if len(by_cat) > 1 else total
     table.index.name = "category"
     return table
-
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the per-shape table atomically (full precision)."""

@@ -22,8 +22,8 @@ from typing import Dict
 
 from sbdbench.data.sources.archives import extract, limit_for
 from sbdbench.data.sources.context import FetchContext, FetchResult
-from sbdbench.data.dataset import sigma_label
 from sbdbench.errors import DataError
+from sbdbench.protocol import clean_rel_dir, noisy_rel_dir, parse_clean_dir
 
 _NOISY_DIR = re.compile(r"^input_full_test_(\d+)k_([0-9.]+)$")
 _GT_DIR = re.compile(r"^gts_full_test_(\d+)k$")
@@ -69,7 +69,7 @@ def install(ctx: FetchContext) -> FetchResult:
                 shape = shape_name(path.name)
                 n = count_points(path)
                 n_points = n_points or n
-                target = staging / name / "pointclouds" / "test" / f"{n}_poisson" / f"{shape}.xyz"
+                target = staging / clean_rel_dir(name, "test", n) / f"{shape}.xyz"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
                 clean[shape] = target
@@ -79,8 +79,8 @@ def install(ctx: FetchContext) -> FetchResult:
                 shape = shape_name(path.name)
                 if shape not in clean:
                     raise DataError(f"{card.name}: noisy input {path.name} has no clean ground truth")
-                n = int(clean[shape].parent.name.split("_")[0])
-                target = staging / "examples" / f"{name}_{n}_poisson_{sigma_label(sigma)}" / f"{shape}.xyz"
+                n = parse_clean_dir(clean[shape].parent.name)
+                target = staging / noisy_rel_dir(name, n, sigma) / f"{shape}.xyz"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)
         shutil.rmtree(raw, ignore_errors=True)

@@ -23,11 +23,11 @@ import shutil
 from pathlib import Path
 from typing import Dict
 
-from sbdbench.data.dataset import sigma_label
 from sbdbench.data.sources.archives import extract, limit_for, safe_entry_name
 from sbdbench.data.sources.context import FetchContext, FetchResult
 from sbdbench.data.sources.dmr import count_points
 from sbdbench.errors import DataError
+from sbdbench.protocol import GAUSSIAN, clean_rel_dir, noisy_rel_dir
 
 _ENTRY = re.compile(r"^(?P<base>.+?)_noise_(?P<kind>white|brown)_(?P<sigma>[0-9.]+(?:[eE][-+]?\d+)?)$")
 LISTS = {"test": "testset.txt", "train": "trainingset.txt", "val": "validationset.txt"}
@@ -38,7 +38,7 @@ def parse_entry(entry: str):
     match = _ENTRY.match(entry)
     if not match:
         return entry, None, None
-    kind = "gaussian" if match.group("kind") == "white" else match.group("kind")
+    kind = GAUSSIAN if match.group("kind") == "white" else match.group("kind")
     return match.group("base"), kind, float(match.group("sigma"))
 
 
@@ -98,7 +98,7 @@ def _convert(root: Path, entries, staging: Path, name: str, split: str) -> None:
             raise DataError(f"pointCleanNetDataset: {entry} has no ground truth ({entry}.clean_xyz)")
         if base not in clean_written:
             n = count_points(clean_src)
-            target = staging / name / "pointclouds" / split / f"{n}_poisson" / f"{base}.xyz"
+            target = staging / clean_rel_dir(name, split, n) / f"{base}.xyz"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(clean_src, target)
             clean_written[base] = n
@@ -107,7 +107,6 @@ def _convert(root: Path, entries, staging: Path, name: str, split: str) -> None:
         if not noisy_src.is_file():
             raise DataError(f"pointCleanNetDataset: {entry}.xyz is missing")
         n = clean_written[base]
-        label = f"{name}_{n}_poisson_{sigma_label(sigma)}" if kind == "gaussian" else f"{name}_{n}_poisson_{kind}_{sigma_label(sigma)}"
-        target = staging / "examples" / label / f"{base}.xyz"
+        target = staging / noisy_rel_dir(name, n, sigma, kind) / f"{base}.xyz"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(noisy_src, target)
