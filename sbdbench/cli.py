@@ -16,6 +16,7 @@ from sbdbench import __version__
 from sbdbench.cli_options import (AliasedCommand, noise_kind_option, out_option, parse_counts, parse_names, parse_sigmas,
                                   quiet_option, resolutions_option, sigma_option, sigmas_option)
 from sbdbench.errors import InputError, SbdbenchError
+from sbdbench.methods.params import untyped_value, untyped_values
 from sbdbench.protocol import GAUSSIAN
 
 
@@ -72,14 +73,17 @@ def parse_float_list(text: str | None, what: str = "value") -> List[float] | Non
 
 
 def parse_params(items: Sequence[str]) -> dict:
-    """``key=value`` pairs → dict; values parsed as int, float, bool or left as strings."""
-    params = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--param expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        params[key.strip()] = _parse_scalar(value.strip())
-    return params
+    """``key=value`` options that belong to no method's constructor (recipe, schedule and fetch options), each
+    value read by :func:`sbdbench.methods.params.untyped_value`. A method's ``--param`` items are passed on as text
+    and typed by its constructor (:func:`method_params`)."""
+    return untyped_values(items, "--param")
+
+
+def method_params(items: Sequence[str]) -> dict:
+    """``--param key=value`` items of a method, as text (the resolver types them with the method's constructor)."""
+    from sbdbench.methods.params import parse_assignments
+
+    return parse_assignments(items, "--param")
 
 
 def parse_value_lists(items: Sequence[str]) -> dict:
@@ -90,24 +94,8 @@ def parse_value_lists(items: Sequence[str]) -> dict:
         parts = [p.strip() for p in text.split(",") if p.strip()]
         if not sep or not key.strip() or not parts:
             raise InputError(f"--values expects KEY=V1,V2,..., got {item!r}")
-        out[key.strip()] = [_parse_scalar(p) for p in parts]
+        out[key.strip()] = [untyped_value(p) for p in parts]
     return out
-
-
-def _parse_scalar(value: str):
-    low = value.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
 
 
 # === data commands: fetch synth, build, verify, check-noise, datasets ===
@@ -365,7 +353,7 @@ def run_cmd(method_name, dataset, resolutions, sigmas, noise_kind, param_items, 
 
     refuse_inside(Path(out_dir or Path("runs") / method_name), _dataset_folders(dataset), "--out")
     frame, summary = run_method(
-        method_name, dataset, resolutions, sigmas, params=parse_params(param_items), use_frozen=not defaults, device=device,
+        method_name, dataset, resolutions, sigmas, params=method_params(param_items), use_frozen=not defaults, device=device,
         out=Path(out_dir) if out_dir else None, noise=noise_kind, shapes=parse_names(shapes), progress=not quiet,
         log=_log(quiet))
     click.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -392,7 +380,7 @@ def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, qu
     method keeps the point count (docs/io-formats.md)."""
     from sbdbench.methods.files import denoise_file
 
-    info = denoise_file(in_path, out_path, method_name, params=parse_params(param_items), noise_level=sigma,
+    info = denoise_file(in_path, out_path, method_name, params=method_params(param_items), noise_level=sigma,
                         use_frozen=not defaults)
     for line in (info.get("warning"), info.get("attributes_note")):
         if line:
@@ -446,7 +434,7 @@ def tune_cmd(method_name, dataset, split, resolutions, sigmas, max_shapes, max_s
                       max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
                       refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
-                      fixed_params=parse_params(param_items), within=within, log=_log(quiet))
+                      fixed_params=method_params(param_items), within=within, log=_log(quiet))
     for cell in doc["cell"]:
         click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
 
@@ -625,8 +613,8 @@ def fetch_command(name, list_sources_, force, mirror, source_path, options, quie
     if not name:
         raise click.UsageError("give a source NAME, or --list")
     parsed = {}
-    for key, value in parse_params(options).items():  # "a,b" → [a, b] for the list-valued options
-        parsed[key] = [_parse_scalar(v.strip()) for v in str(value).split(",") if v.strip()] if key in LIST_OPTIONS else value
+    for key, value in untyped_values(options, "-o").items():  # "a,b" → [a, b] for the list-valued options
+        parsed[key] = [untyped_value(v.strip()) for v in str(value).split(",") if v.strip()] if key in LIST_OPTIONS else value
     result = fetch(name, force=force, mirror=mirror, progress=not quiet, source_path=source_path, options=parsed,
                    log=_log(quiet))
     click.echo(result.message)

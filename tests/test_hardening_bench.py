@@ -327,7 +327,7 @@ def test_variant_parameters_are_canonical(tiny, sbd_home, tmp_path):
 
 
 def test_typed_values_follow_the_constructor():
-    from sbdbench.bench.variants import canonical_spec, typed_overrides
+    from sbdbench.methods.params import canonical_spec, typed_overrides
     from sbdbench.methods import get_method_class
 
     pca = get_method_class("pca")

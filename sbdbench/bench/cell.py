@@ -173,24 +173,19 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
     import pandas as pd
 
     from sbdbench.data.dataset import noisy_dir_name, open_dataset
-    from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import frozen_params, missing_settings_note
+    from sbdbench.methods import resolve_method
     from sbdbench.paths import atomic_write_text
 
-    cls = get_method_class(method_name)
-    note = missing_settings_note(method_name) if use_frozen else None
-    if note:
-        log(note)
-    params = dict(params or {})
-    if "device" in cls._param_names() and "device" not in params:
-        params["device"] = device
-    make_method(method_name, **params)  # unknown parameter names fail before any work
     ds = open_dataset(dataset)
     available = ds.resolutions("test")
     resolutions = list(resolutions) if resolutions else available
     for n in resolutions:
         if n not in available:
             raise DataError(f"dataset {ds.name!r} has no {n}-point test clouds (available: {', '.join(map(str, available)) or 'none'})")
+    first = resolve_method(method_name, resolutions[0] if resolutions else 10000, None, device=device, overrides=params,
+                           frozen=use_frozen)  # unknown parameters and bad values fail here, before any work
+    if first.note:
+        log(first.note)
     out = Path(out) if out is not None else Path("runs") / method_name
     rows = []
 
@@ -206,8 +201,7 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
         if not levels:
             raise DataError(f"dataset {ds.name!r} has no noisy inputs at N={n_points} (noise {noise})")
         for sigma in levels:
-            cell_params = {**(frozen_params(method_name, n_points, sigma) if use_frozen else {}), **params}
-            method = make_method(method_name, **cell_params)
+            method = resolve_method(method_name, n_points, sigma, device=device, overrides=params, frozen=use_frozen).method
             cell_dir = out / noisy_dir_name(ds.name, n_points, sigma, noise)
             records = run_cell(method, ds, n_points, sigma, cell_dir, noise=noise, shapes=shapes, device=device, progress=progress)
             shown = {k: v for k, v in method.get_params().items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sbdbench.errors import DataError, InputError, SbdbenchError
+from sbdbench.methods.params import canonical_spec, method_name, split_spec, typed_overrides
 from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS, GAUSSIAN  # noqa: F401  (re-exported)
 
 DEFAULT_DATASETS: Tuple[str, ...] = ("synth",)
@@ -93,7 +94,7 @@ class Cell:
     @property
     def method_name(self) -> str:
         """The registered method (``method`` may be a variant such as ``score:weights=official``)."""
-        return self.method.split(":", 1)[0]
+        return method_name(self.method)
 
     @property
     def params_hash(self) -> str:
@@ -164,53 +165,24 @@ def methods_with_frozen_settings() -> List[str]:
 
 
 def parse_method_spec(spec: str) -> Tuple[str, Dict[str, Any]]:
-    """``"score:weights=official:T=8"`` → ``("score", {"weights": "official", "T": 8})``.
+    """``"score:weights=official:T=8"`` → ``("score", {"weights": "official", "T": 8})``, the values typed by the
+    method's constructor (:mod:`sbdbench.methods.params`).
 
     A variant is a registered method with some parameters fixed; it is benchmarked and ranked under
     its own name (the whole spec), next to the method's frozen settings."""
-    name, *items = [part.strip() for part in str(spec).split(":")]
-    overrides: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"method variant {spec!r}: expected name:key=value[:key=value...], got {item!r}")
-        overrides[key.strip()] = _parse_value(value.strip())
-    return name, overrides
+    from sbdbench.methods import get_method_class
 
-
-def _parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    name, _ = split_spec(spec)
+    return name, typed_overrides(spec, get_method_class(name))
 
 
 def method_params(method: str, n_points: int, sigma: float, device: str) -> Dict[str, Any]:
-    """Frozen parameters of ``method`` (or of a variant's method, overridden by the variant) at (N, σ);
-    a torch method also gets ``device``. Unknown variant parameters, or values not of the constructor's
-    types (:mod:`sbdbench.bench.variants`), are an :class:`InputError`."""
-    from sbdbench.bench.variants import split_spec, typed_overrides
-    from sbdbench.methods import get_method_class
+    """The parameters a cell sets (frozen at (N, σ), then the variant's, then ``device`` for a torch method): what
+    :func:`sbdbench.methods.resolve.resolve_method` resolves. Unknown variant parameters, or values not of the
+    constructor's types, are an :class:`InputError`."""
+    from sbdbench.methods import resolve_method
 
-    name, _ = split_spec(method)
-    cls = get_method_class(name)
-    try:
-        from sbdbench.methods.settings import frozen_params
-
-        params = dict(frozen_params(name, n_points, sigma) or {})
-    except ImportError:
-        params = {}
-    overrides = typed_overrides(method, cls)
-    unknown = sorted(set(overrides) - set(cls._param_names()))
-    if unknown:
-        raise InputError(f"method variant {method!r}: {name} has no parameter(s) {', '.join(unknown)} "
-                         f"(it has: {', '.join(cls._param_names())})")
-    params.update(overrides)
-    if "device" in cls._param_names():
-        params["device"] = device
-    return params
+    return resolve_method(method, n_points, sigma, device=device).settings
 
 
 def check_method_params(method: str, params: Dict[str, Any]) -> None:
@@ -218,17 +190,16 @@ def check_method_params(method: str, params: Dict[str, Any]) -> None:
     from sbdbench.methods import make_method
 
     try:
-        make_method(parse_method_spec(method)[0], **params)._check_params()
+        make_method(method_name(method), **params)._check_params()
     except InputError as exc:
         raise InputError(f"method {method!r}: {exc}") from None
 
 
 def canonical_methods(methods: Sequence[str]) -> List[str]:
     """Each spec in its canonical spelling (``pca:k=03`` → ``pca:k=3``), duplicates dropped, order kept."""
-    from sbdbench.bench.variants import canonical_spec
     from sbdbench.methods import get_method_class
 
-    return list(dict.fromkeys(canonical_spec(m, get_method_class(parse_method_spec(m)[0])) for m in methods))
+    return list(dict.fromkeys(canonical_spec(m, get_method_class(method_name(m))) for m in methods))
 
 
 def _require_items(value, what: str, example: str) -> None:
@@ -244,7 +215,7 @@ def _artifact_digest(method: str, params: Dict[str, Any]) -> str:
     from sbdbench.methods import make_method
 
     try:
-        return make_method(parse_method_spec(method)[0], **params).artifact_digest() or ""
+        return make_method(method_name(method), **params).artifact_digest() or ""
     except SbdbenchError as exc:
         raise type(exc)(f"method {method!r}: {exc}") from None
 
@@ -255,7 +226,7 @@ def _cannot_start(method: str, device: str) -> Optional[str]:
 
     probe_n, probe_sigma = DEFAULT_RESOLUTIONS[0], DEFAULT_NOISE_LEVELS[0]
     try:
-        make_method(parse_method_spec(method)[0], **method_params(method, probe_n, probe_sigma, device)).artifact_digest()
+        make_method(method_name(method), **method_params(method, probe_n, probe_sigma, device)).artifact_digest()
     except SbdbenchError as exc:
         return str(exc)
     return None
@@ -331,7 +302,7 @@ def _explicit_methods(methods: Sequence[str]) -> List[str]:
 
     unknown = []
     for m in dict.fromkeys(methods):
-        name = parse_method_spec(m)[0]  # a malformed spec is its own one-line error
+        name = method_name(m)  # a malformed spec is its own one-line error
         try:
             get_method_class(name)
         except InputError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Dict, List, Optional, Type
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
@@ -229,8 +229,18 @@ def get_method_class(name: str) -> Type[Denoiser]:
         raise InputError(f"unknown method {name!r} (available: {', '.join(sorted(_REGISTRY))}){extra}") from None
 
 
-def make_method(name: str, **params: Any) -> Denoiser:
-    """Instantiate a registered method with the given parameters (unknown ones are an error)."""
+def make_method(name: str, *, tuned_for: Optional[Tuple[int, Optional[float]]] = None, **params: Any) -> Denoiser:
+    """Instantiate a registered method with the given parameters (unknown ones are an error).
+
+    ``tuned_for=(n_points, sigma)``: the method exactly as ``sbdbench run``/``denoise``/``bench`` run it on such a
+    cloud — the frozen settings of the nearest tuned cell, then ``params`` (see
+    :func:`sbdbench.methods.resolve.resolve_method`). Without it, the constructor defaults, then ``params``.
+    """
+    if tuned_for is not None:
+        from sbdbench.methods.resolve import resolve_method  # resolve builds on this module
+
+        n_points, sigma = tuned_for
+        return resolve_method(name, int(n_points), sigma, overrides=params).method
     cls = get_method_class(name)
     valid = set(cls._param_names())
     unknown = set(params) - valid

@@ -29,9 +29,7 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     """
     from sbdbench.geometry import normalize_unit_sphere
     from sbdbench.io import POINT_FORMATS, check_writable, read_cloud, write_cloud
-    from sbdbench.methods.base import get_method_class, make_method
-    from sbdbench.methods.settings import frozen_cell, missing_settings_note
-
+    from sbdbench.methods import get_method_class, resolve_method
     from sbdbench.outputs import refuse_overwrite
 
     in_path, out_path = Path(in_path), Path(out_path)
@@ -47,9 +45,8 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
 
         unit, _, _ = normalize_unit_sphere(points)
         sigma_for_settings = estimate_noise(unit) if len(unit) >= 4 else None
-    cell = frozen_cell(method_name, len(points), sigma_for_settings) if use_frozen else None
-    chosen = {**(dict(cell.get("params", {})) if cell else {}), **(params or {})}
-    method = make_method(method_name, **chosen)
+    resolved = resolve_method(method_name, len(points), sigma_for_settings, overrides=params, frozen=use_frozen)
+    method = resolved.method
     if method.preserves_count:
         check_writable(out_path, cloud)  # attributes the output format cannot hold: refused before the work
     t0 = time.perf_counter()
@@ -59,8 +56,7 @@ def denoise_file(in_path, out_path, method_name: str, *, params: Optional[Dict[s
     write_cloud(out_path, result)
     return {"n_in": len(points), "n_out": len(out), "seconds": seconds, "params": method.get_params(), "out": out_path,
             "noise_level": noise_level, "sigma": sigma_for_settings, "sigma_source": "given" if noise_level is not None else "estimated",
-            "cell": (int(cell["n_points"]), float(cell["sigma"])) if cell else None, "defaults": not use_frozen,
-            "warning": missing_settings_note(method_name) if use_frozen else None,
+            "cell": resolved.cell, "defaults": not use_frozen, "warning": resolved.note,
             "attributes": list(result.attributes), "attributes_note": note}
 
 

@@ -171,7 +171,9 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     """
     from sbdbench import __version__
     from sbdbench.data.dataset import open_dataset
-    from sbdbench.methods.base import get_method_class, make_method
+    from sbdbench.methods.base import get_method_class
+    from sbdbench.methods.params import typed_params
+    from sbdbench.methods.resolve import resolve_method
     from sbdbench.methods.settings import settings_out_path
     from sbdbench.metrics import chamfer
 
@@ -179,8 +181,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
     choose_trial([{"cd": 1.0}], within)  # a bad tolerance is refused before any work
     cls = get_method_class(method_name)
     grid = dict(cls.tuning_grid if grid is None else grid)
-    fixed_params = dict(fixed_params or {})
-    for key in list(grid) + list(fixed_params):
+    fixed_params = typed_params(cls, dict(fixed_params or {}), f"method {method_name!r}")
+    for key in grid:
         if key not in cls._param_names():
             raise InputError(f"method {method_name!r} has no parameter {key!r}")
     ds = open_dataset(dataset)
@@ -240,7 +242,7 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
             trials = []
             t_cell = time.perf_counter()
             for params in points:
-                method = make_method(method_name, **{**held, **params})
+                method = resolve_method(method_name, n_points, sigma, overrides={**held, **params}, frozen=False).method
                 t_trial = time.perf_counter()
                 cds = [chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]
                 score = float(np.mean(cds))
