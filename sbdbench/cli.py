@@ -226,26 +226,31 @@ def datasets_cmd():
 @click.option("--pred", "pred_file", type=click.Path(dir_okay=False, path_type=str), help="One prediction file.")
 @click.option("--gt-points", type=click.Path(dir_okay=False, path_type=str), help="GT cloud file (with --pred).")
 @click.option("--gt-mesh", type=click.Path(dir_okay=False, path_type=str), help="GT mesh file (with --pred).")
+@click.option("--noisy", "noisy_file", type=click.Path(dir_okay=False, path_type=str),
+              help="With --pred alone (no GT): the noisy input it was denoised from; scored too, and plane_res of both "
+                   "is measured in its unit-sphere frame.")
 @out_option("file", "the per-shape CSV (raw values; must end in .csv).", dest="out_csv")
 @click.option("--device", default="cpu", show_default=True, help="cpu (exact float64) or cuda[:i] (torch backend).")
 @quiet_option()
-def evaluate_cmd(dataset_name, pred_dir, resolutions, shapes, split, pred_file, gt_points, gt_mesh, out_csv, device, quiet) -> None:
-    """Score denoised clouds: CD, P2M (exact and PyTorch3D-mode) and HD.
+def evaluate_cmd(dataset_name, pred_dir, resolutions, shapes, split, pred_file, gt_points, gt_mesh, noisy_file, out_csv, device,
+                 quiet) -> None:
+    """Score denoised clouds: CD, P2M (exact and PyTorch3D-mode) and HD; without GT, the no-reference figures.
 
     \b
     Folder:  sbdbench evaluate --dataset synth --pred-dir DIR [--resolutions 10K] [--shapes A,B] [--out per_shape.csv]
     Files:   sbdbench evaluate --pred X.xyz --gt-points Y.xyz --gt-mesh M.off
+    No GT:   sbdbench evaluate --pred X.xyz [--noisy INPUT.xyz]   (plane_res x 10^4 and spacing_cv, docs/metrics.md)
     The table prints CD and P2M x 10^4 (columns *_1e4), as papers do; the CSV keeps raw values.
     """
     import pandas as pd
 
-    from sbdbench.metrics import evaluate_files, evaluate_folder, mean_table
+    from sbdbench.metrics import evaluate_files, evaluate_folder, mean_table, to_report_units
     from sbdbench.metrics.evaluate import infer_resolution, write_csv
 
     if out_csv:
-        _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name)
+        _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name, noisy_file)
     folder_mode = any(v is not None for v in (dataset_name, pred_dir, resolutions, shapes))
-    file_mode = any(v is not None for v in (pred_file, gt_points, gt_mesh))
+    file_mode = any(v is not None for v in (pred_file, gt_points, gt_mesh, noisy_file))
     if folder_mode == file_mode:
         raise click.UsageError("give either --dataset/--pred-dir [--resolutions/--shapes] or --pred/--gt-points/--gt-mesh")
     if folder_mode:
@@ -258,14 +263,34 @@ def evaluate_cmd(dataset_name, pred_dir, resolutions, shapes, split, pred_file, 
         if not resolutions and not quiet:
             click.echo(f"resolution N={n_points} (inferred from {pred_dir}; --resolutions to choose)", err=True)
         frame = evaluate_folder(dataset_name, pred_dir, n_points, split=split, device=device, progress=not quiet, shapes=subset)
+    elif pred_file and gt_points is None and gt_mesh is None:
+        frame = _evaluate_without_gt(pred_file, noisy_file, quiet)
     else:
-        if not (pred_file and gt_points and gt_mesh):
-            raise click.UsageError("--pred, --gt-points and --gt-mesh go together")
+        if not (pred_file and gt_points and gt_mesh) or noisy_file:
+            raise click.UsageError("--pred, --gt-points and --gt-mesh go together (or --pred [--noisy] alone, without GT)")
         frame = pd.DataFrame([evaluate_files(pred_file, gt_points, gt_mesh, device=device)])
     if out_csv:
         click.echo(f"per-shape results: {write_csv(frame, out_csv)}")
     with pd.option_context("display.float_format", "{:.5g}".format, "display.width", 120):
-        click.echo(mean_table(frame).to_string())
+        if "plane_res" in frame:  # no GT: one row per cloud (the prediction, and the noisy input with --noisy)
+            click.echo(to_report_units(frame).rename(columns={"category": "role"}).set_index("shape").to_string())
+        else:
+            click.echo(mean_table(frame).to_string())
+
+
+def _evaluate_without_gt(pred_file, noisy_file, quiet):
+    """``evaluate --pred X [--noisy Y]``: the no-reference figures of X (and of Y), in Y's frame when given."""
+    import pandas as pd
+
+    from sbdbench.metrics import evaluate_file_noref
+
+    if not quiet:
+        click.echo("no GT given: no-reference figures (plane_res = mean distance to the local 16-NN plane, unit-sphere "
+                   "frame, x 10^4; spacing_cv = spacing non-uniformity); see docs/metrics.md", err=True)
+    rows = [{**evaluate_file_noref(pred_file, frame_path=noisy_file), "category": "pred"}]
+    if noisy_file:
+        rows.append({**evaluate_file_noref(noisy_file), "category": "noisy"})
+    return pd.DataFrame(rows)
 
 
 def _dataset_folders(dataset_name):
@@ -279,7 +304,7 @@ def _dataset_folders(dataset_name):
     return [ds.dir, ds.examples_dir]
 
 
-def _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name) -> None:
+def _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, dataset_name, noisy_file=None) -> None:
     """``evaluate --out`` never replaces a prediction, a GT file or anything of the dataset it reads."""
     from pathlib import Path
 
@@ -288,7 +313,7 @@ def _refuse_csv_over_inputs(out_csv, pred_file, gt_points, gt_mesh, pred_dir, da
     if Path(out_csv).suffix.lower() != ".csv":
         raise InputError(f"{out_csv}: --out writes a CSV table; give a path ending in .csv")
     preds = [q for q in Path(pred_dir).iterdir() if q.suffix.lower() == ".xyz"] if pred_dir and Path(pred_dir).is_dir() else []
-    refuse_overwrite(out_csv, [pred_file, gt_points, gt_mesh, *preds], "--out")
+    refuse_overwrite(out_csv, [pred_file, gt_points, gt_mesh, noisy_file, *preds], "--out")
     if dataset_name:
         refuse_inside(out_csv, _dataset_folders(dataset_name), "--out")
 
@@ -540,16 +565,15 @@ def bench_command(methods, datasets, resolutions, sigmas, noise_kind, device, me
 
     Exits non-zero when a cell failed (it is recorded with its error; the next bench retries it).
     """
+    from sbdbench.bench.config import BenchConfig
+    from sbdbench.bench.progress import ShapeProgress
     from sbdbench.bench.runner import run_bench
 
-    from sbdbench.bench.progress import ShapeProgress
-
-    summary = run_bench(
-        parse_names(methods), parse_names(datasets), resolutions, sigmas, noise=noise_kind, device=device,
-        metrics_device=metrics_device, quick=quick, executor=executor, workers=workers, scheduler=scheduler, db=db, rerun=rerun,
-        build=build, init_db=init_db, log=lambda m: click.echo(m, err=True),
-        progress=None if quiet else ShapeProgress(lambda m: click.echo(m, err=True)),
-    )
+    config = BenchConfig(parse_names(methods), parse_names(datasets), resolutions, sigmas, noise=noise_kind, device=device,
+                         metrics_device=metrics_device, quick=quick, build=build, executor=executor, workers=workers,
+                         scheduler=scheduler, db=db, rerun=rerun, init_db=init_db)
+    summary = run_bench(config, log=lambda m: click.echo(m, err=True),
+                        progress=None if quiet else ShapeProgress(lambda m: click.echo(m, err=True)))
     click.echo(summary.line())
     for failure in summary.failures:  # recorded in the store and on the leaderboard
         click.echo(f"failed cell: {failure}", err=True)

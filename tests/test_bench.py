@@ -379,3 +379,16 @@ def test_pool_workers_end_when_the_bench_is_killed():
     else:
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its killed parent")
+
+
+def test_bench_config_is_one_value_passed_down(tiny, sbd_home):
+    from sbdbench.bench.config import BenchConfig
+
+    name, res, sigmas = tiny
+    config = BenchConfig(["noisy"], [name], res[:1], sigmas[:1], workers=1)
+    assert config.methods == ("noisy",) and config.worker_count == 1 and BenchConfig(quick=True).worker_count >= 1
+    assert BenchConfig.of(["noisy"], [name], noise_levels=[0.01]).sigmas == (0.01,)
+    assert build_grid(config).cells == build_grid(["noisy"], [name], res[:1], sigmas[:1]).cells
+    first = run_bench(config)
+    again = run_bench(["noisy"], [name], res[:1], sigmas[:1])  # the same grid spelled as fields: nothing new to run
+    assert (first.finished, again.finished, again.skipped) == (1, 0, 1)

@@ -3,6 +3,7 @@
 # Benchmark API, imported lazily so `import sbdbench.bench.cell` stays light.
 _EXPORTS = {
     "run_bench": "sbdbench.bench.runner",
+    "BenchConfig": "sbdbench.bench.config",
     "BenchSummary": "sbdbench.bench.runner",
     "build_grid": "sbdbench.bench.grid",
     "Cell": "sbdbench.bench.grid",

@@ -232,46 +232,37 @@ def _cannot_start(method: str, device: str) -> Optional[str]:
     return None
 
 
-def build_grid(
-    methods: Optional[Sequence[str]] = None,
-    datasets: Optional[Sequence[str]] = None,
-    resolutions: Optional[Sequence[int]] = None,
-    noise_levels: Optional[Sequence[float]] = None,
-    *,
-    noise: str = GAUSSIAN,
-    device: str = "cpu",
-    metrics_device: Optional[str] = None,
-    quick: bool = False,
-    build: bool = False,
-    log: Callable[[str], None] = lambda msg: None,
-) -> Grid:
-    """The cells for the given choices; ``None`` means the default (or the ``quick`` subset).
+def build_grid(config=None, *grid_args, log: Callable[[str], None] = lambda msg: None, **fields) -> Grid:
+    """The cells of a :class:`~sbdbench.bench.config.BenchConfig` (or of its fields, given as ``run_bench`` takes
+    them); ``None`` means the default (or the ``quick`` subset).
 
     Empty lists, unknown methods or datasets, bad variant values, absent (N, σ) inputs and input files
     that no longer match the dataset's manifest are an :class:`InputError` / :class:`DataError` before
     anything runs. An absent synth dataset is built only with ``build`` (:mod:`sbdbench.bench.inputs`).
     """
-    for value, what, example in ((methods, "methods", "--methods pca"), (datasets, "datasets", "--datasets synth"),
-                                 (resolutions, "resolutions", "--resolutions 10K"), (noise_levels, "noise levels", "--sigmas 1%")):
+    from sbdbench.bench.config import BenchConfig
+    from sbdbench.bench.inputs import open_for_bench
+
+    cfg = config
+    if not isinstance(cfg, BenchConfig):  # fields, positionally as run_bench takes them or by name
+        cfg = BenchConfig.of(*((config, *grid_args) if config is not None or grid_args else ()), **fields)
+    for value, what, example in ((cfg.methods, "methods", "--methods pca"), (cfg.datasets, "datasets", "--datasets synth"),
+                                 (cfg.resolutions, "resolutions", "--resolutions 10K"), (cfg.sigmas, "noise levels", "--sigmas 1%")):
         _require_items(value, what, example)
     grid = Grid()
-    methods = _default_methods(grid, quick, device) if methods is None else _explicit_methods(methods)
-    datasets = list(dict.fromkeys(datasets or DEFAULT_DATASETS))
-    if resolutions is None:
-        resolutions = QUICK_RESOLUTIONS if quick else DEFAULT_RESOLUTIONS
-    if noise_levels is None:
-        noise_levels = QUICK_NOISE_LEVELS if quick else DEFAULT_NOISE_LEVELS
+    methods = _default_methods(grid, cfg.quick, cfg.device) if cfg.methods is None else _explicit_methods(cfg.methods)
+    datasets = list(dict.fromkeys(cfg.datasets or DEFAULT_DATASETS))
+    resolutions = cfg.resolutions or (QUICK_RESOLUTIONS if cfg.quick else DEFAULT_RESOLUTIONS)
+    noise_levels = cfg.sigmas or (QUICK_NOISE_LEVELS if cfg.quick else DEFAULT_NOISE_LEVELS)
     digests: Dict[Tuple[str, str], str] = {}
     for ds_name in datasets:
-        from sbdbench.bench.inputs import open_for_bench
-
-        ds = open_for_bench(ds_name, resolutions, noise_levels, noise, quick=quick, build=build, log=log)
+        ds = open_for_bench(ds_name, resolutions, noise_levels, cfg.noise, quick=cfg.quick, build=cfg.build, log=log)
         for n in resolutions:
             for sigma in noise_levels:
-                data_hash = _checked_cell_data(ds, int(n), float(sigma), noise)
+                data_hash = _checked_cell_data(ds, int(n), float(sigma), cfg.noise)
                 for m in methods:
-                    grid.cells.append(_make_cell(m, ds, data_hash, int(n), float(sigma), noise, device,
-                                                 metrics_device, digests))
+                    grid.cells.append(_make_cell(m, ds, data_hash, int(n), float(sigma), cfg.noise, cfg.device,
+                                                 cfg.metrics_device, digests))
     return grid
 
 

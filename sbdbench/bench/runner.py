@@ -9,22 +9,21 @@ of an unfinished cell are journaled beside the database, :mod:`sbdbench.bench.jo
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from sbdbench.bench.config import QUICK_WORKERS, BenchConfig  # noqa: F401  (QUICK_WORKERS: re-exported)
 from sbdbench.bench.devices import check_devices
 from sbdbench.bench.executors import CellOutcome, check_executor_args, execute_cell, make_executor
-from sbdbench.bench.grid import GAUSSIAN, Cell, build_grid
+from sbdbench.bench.grid import Cell, build_grid
 from sbdbench.bench.journal import CellJournal, journal_folder
 from sbdbench.bench.progress import CellWatch, ShapeProgress
 from sbdbench.bench.store import ResultsStore, current_run_info, default_db_path, utc_now
 
 MAX_ATTEMPTS = 2  # a failing cell is retried once
-QUICK_WORKERS = 2  # --quick uses up to this many local processes unless --workers says otherwise
 POLL_S = 2.0  # with progress shown, how often the journals of cells running in workers are counted
 
 
@@ -49,17 +48,16 @@ class BenchSummary:
 def run_cells(
     cells: Sequence[Cell],
     store: ResultsStore,
+    config: Optional[BenchConfig] = None,
     *,
-    executor: str = "local",
-    workers: int = 1,
-    scheduler: Optional[str] = None,
-    rerun: bool = False,
     log: Callable[[str], None] = lambda msg: None,
     progress: Optional[ShapeProgress] = None,
 ) -> BenchSummary:
     """Run ``cells`` (skipping finished ones unless ``rerun``) and store every outcome; the shapes of a
     cell that an interrupted bench finished are not run again (``--rerun`` runs them again). ``progress``
     shows each cell's finished shapes and ETA (:mod:`sbdbench.bench.progress`)."""
+    config = config or BenchConfig()
+    rerun = config.rerun
     t0 = time.perf_counter()
     summary = BenchSummary(cells=len(cells), db_path=str(store.path))
     unique = list({c.key: c for c in cells}.values())
@@ -77,7 +75,7 @@ def run_cells(
         for cell in todo:
             CellJournal(journals, cell.key).discard()
     info = current_run_info()
-    pool = make_executor(executor, workers, scheduler)
+    pool = make_executor(config.executor, config.worker_count, config.scheduler)
     log(f"running {len(todo)} cells on {pool.description}")
     pending = deque((cell, 1) for cell in todo)
     in_flight = {}
@@ -143,65 +141,32 @@ def _first_line(text: Optional[str]) -> str:
     return (text or "unknown error").strip().splitlines()[0][:300]
 
 
-def run_bench(
-    methods: Optional[Sequence[str]] = None,
-    datasets: Optional[Sequence[str]] = None,
-    resolutions: Optional[Sequence[int]] = None,
-    noise_levels: Optional[Sequence[float]] = None,
-    *,
-    noise: str = GAUSSIAN,
-    device: str = "cpu",
-    metrics_device: Optional[str] = None,
-    quick: bool = False,
-    executor: str = "local",
-    workers: Optional[int] = None,
-    scheduler: Optional[str] = None,
-    db: Optional[str] = None,
-    rerun: bool = False,
-    build: bool = False,
-    init_db: bool = False,
-    log: Callable[[str], None] = lambda msg: None,
-    progress: Optional[ShapeProgress] = None,
-) -> BenchSummary:
+def run_bench(*grid, log: Callable[[str], None] = lambda msg: None, progress: Optional[ShapeProgress] = None,
+              **fields) -> BenchSummary:
     """Run the benchmark grid and store the results (the function behind ``sbdbench bench``).
 
-    Args:
-        methods, datasets, resolutions, noise_levels: the grid; ``None`` = defaults (every method
-            with frozen settings in ``baselines/``, ``synth``, 10K and 50K, 1/2/3 %), or the
-            ``quick`` subset.
-        noise: noise model of the noisy inputs (``gaussian``).
-        device: torch device for methods and metrics (``cpu``, ``cuda``...).
-        metrics_device: run the metrics elsewhere (e.g. denoise on ``cuda``, score with the exact
-            float64 CPU backend, which prunes with KD-trees where the torch backend is brute force).
-        executor, workers, scheduler: see :func:`sbdbench.bench.executors.make_executor`;
-            ``workers=None`` is 1, or with ``quick`` one per core up to :data:`QUICK_WORKERS`.
-        db: results database (default ``$SBDBENCH_HOME/results.db``).
-        rerun: run finished cells again (the new run supersedes the old one in the leaderboard).
-        build: build the synth dataset when it is absent (it is never replaced or extended).
-        init_db: set up an existing empty (zero-byte) database file as a new results database.
-        log: receives one line per event (the CLI prints them).
-        progress: per-shape progress and ETA of each cell in flight (the CLI's unless --quiet).
+    Call it with one :class:`~sbdbench.bench.config.BenchConfig`, or with that config's fields
+    (``run_bench(["pca"], ["synth"], [10000], [0.01], workers=2)``: methods, datasets, resolutions, σ positionally).
+    ``log`` receives one line per event (the CLI prints them); ``progress`` shows per-shape progress and the ETA
+    of each cell in flight (the CLI's unless --quiet).
 
     Everything is checked before the first cell starts: the executor, the devices, the database, the
     methods and their parameters, every learned method's weights file, and the data of every cell.
     """
-    if workers is None:
-        workers = min(QUICK_WORKERS, os.cpu_count() or 1) if quick else 1
-    check_executor_args(executor, workers, scheduler)
-    check_devices(device, metrics_device, local=not scheduler)
-    db_path = Path(db) if db is not None else default_db_path()
+    config = grid[0] if len(grid) == 1 and isinstance(grid[0], BenchConfig) and not fields else BenchConfig.of(*grid, **fields)
+    check_executor_args(config.executor, config.worker_count, config.scheduler)
+    check_devices(config.device, config.metrics_device, local=not config.scheduler)
+    db_path = Path(config.db) if config.db is not None else default_db_path()
     # an existing database is checked before any work; a new one is created only once the grid is valid
-    store = ResultsStore(db_path, init=init_db) if db_path.exists() else None
+    store = ResultsStore(db_path, init=config.init_db) if db_path.exists() else None
     try:
-        grid = build_grid(methods, datasets, resolutions, noise_levels, noise=noise, device=device,
-                          metrics_device=metrics_device, quick=quick, build=build, log=log)
-        for note in grid.notes:
+        grid_cells = build_grid(config, log=log)
+        for note in grid_cells.notes:
             log(note)
         if store is None:
-            store = ResultsStore(db_path, init=init_db)
-        summary = run_cells(grid.cells, store, executor=executor, workers=workers, scheduler=scheduler, rerun=rerun, log=log,
-                            progress=progress)
-        summary.notes = grid.notes
+            store = ResultsStore(db_path, init=config.init_db)
+        summary = run_cells(grid_cells.cells, store, config, log=log, progress=progress)
+        summary.notes = grid_cells.notes
         return summary
     finally:
         if store is not None:
