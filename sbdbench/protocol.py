@@ -9,6 +9,7 @@ Layout (ScoreDenoise's ``data/`` folder, so either tool reads the other's)::
     <root>/examples/<dataset>_<N>_poisson_<σ>/<shape>.xyz              noisy test inputs, Gaussian noise
     <root>/examples/<dataset>_<N>_poisson_<kind>_<σ>/<shape>.xyz       other noise kinds
     <root>/examples/<dataset>_val_<N>_poisson_[<kind>_]<σ>/            noisy val inputs (never read as test inputs)
+    <root>/<dataset>/scans/<split>/<scan>.xyz                          real scans without GT (noisy only, any N)
 
 ``σ`` is written as ScoreDenoise writes it (``0.01``, ``0.025``: :func:`sigma_label`).
 """
@@ -35,6 +36,11 @@ METRICS: Tuple[str, ...] = ("cd", "p2m", "p2m_pt3d", "hd")
 #: the metrics papers print multiplied by REPORT_SCALE (columns ``<metric>_1e4``)
 SCALED_METRICS: Tuple[str, ...] = ("cd", "p2m", "p2m_pt3d")
 REPORT_SCALE = 1e4
+#: no-reference figures (no GT needed: real scans, ``evaluate --pred X`` alone): mean distance to the local
+#: kNN plane (unit-sphere frame, not squared) and the spacing's coefficient of variation (sbdbench.metrics.noref)
+NOREF_METRICS: Tuple[str, ...] = ("plane_res", "spacing_cv")
+#: the no-reference figures printed ×REPORT_SCALE (``plane_res_1e4``)
+SCALED_NOREF_METRICS: Tuple[str, ...] = ("plane_res",)
 
 
 def reported_column(metric: str) -> str:
@@ -64,6 +70,11 @@ def clean_rel_dir(dataset: str, split: str, n_points: int) -> str:
 def mesh_rel_dir(dataset: str, split: str) -> str:
     """``<dataset>/meshes/<split>`` (relative to the data root)."""
     return f"{dataset}/meshes/{split}"
+
+
+def scan_rel_dir(dataset: str, split: str = "test") -> str:
+    """``<dataset>/scans/<split>``: real scans, noisy as captured, with no clean cloud or mesh (no GT)."""
+    return f"{dataset}/scans/{split}"
 
 
 def noisy_dir_name(dataset: str, n_points: int, sigma: float, noise: str = GAUSSIAN, split: str = "test") -> str:

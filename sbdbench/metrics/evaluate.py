@@ -22,7 +22,8 @@ from sbdbench.metrics.backend import finite_or_raise
 from sbdbench.metrics.chamfer import nearest_sqdists
 from sbdbench.metrics.p2m import PT3D_DEFAULT_MIN_AREA, _terms_normalized, normalized_inputs
 
-from sbdbench.protocol import METRICS, REPORT_SCALE, SCALED_METRICS, reported_column, resolution_in_name
+from sbdbench.protocol import (METRICS, NOREF_METRICS, REPORT_SCALE, SCALED_METRICS, SCALED_NOREF_METRICS, reported_column,
+                               resolution_in_name)
 
 PRED_SUFFIX = ".xyz"
 
@@ -58,6 +59,17 @@ def evaluate_files(pred_path, gt_points_path, gt_mesh_path, *, device="cpu") -> 
     record = {"shape": Path(pred_path).stem, "category": "unknown", "n_points": len(gt), "n_out": len(pred)}
     record.update(evaluate_shape(pred, gt, verts, faces, device=device))
     return record
+
+def evaluate_file_noref(pred_path, *, frame_path=None) -> Dict:
+    """Score one cloud file without GT: the no-reference figures (:mod:`sbdbench.metrics.noref`), raw.
+
+    ``frame_path``: a cloud (e.g. the noisy input) whose unit-sphere frame ``plane_res`` is measured in
+    (default: the prediction's own frame)."""
+    from sbdbench.io import read_points
+    from sbdbench.metrics.noref import noref_record
+
+    frame = read_points(frame_path) if frame_path else None
+    return noref_record(read_points(pred_path), Path(pred_path).stem, frame=frame)
 
 def _prediction_files(pred_dir: Path) -> Dict[str, Path]:
     if not pred_dir.is_dir():
@@ -154,17 +166,18 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
     return pd.DataFrame(rows, columns=["shape", "category", "n_points", "n_out", *METRICS])
 
 def to_report_units(frame: pd.DataFrame) -> pd.DataFrame:
-    """Copy with ``cd, p2m, p2m_pt3d`` multiplied by 10⁴ and renamed ``cd_1e4, p2m_1e4, p2m_pt3d_1e4``
-    (how papers print them); ``hd`` stays raw."""
+    """Copy with ``cd, p2m, p2m_pt3d`` (and the no-reference ``plane_res``) multiplied by 10⁴ and renamed
+    ``cd_1e4, p2m_1e4, p2m_pt3d_1e4`` (``plane_res_1e4``), how papers print them; ``hd`` and ``spacing_cv`` stay raw."""
     out = frame.copy()
-    for key in SCALED_METRICS:
+    scaled = (*SCALED_METRICS, *SCALED_NOREF_METRICS)
+    for key in scaled:
         if key in out:
             out[key] = out[key] * REPORT_SCALE
-    return out.rename(columns={k: reported_column(k) for k in SCALED_METRICS})
+    return out.rename(columns={k: reported_column(k) for k in scaled})
 
 def mean_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Means in report units: one row per category plus an ``all`` row (``n_shapes`` counts rows)."""
-    metrics = [k for k in METRICS if k in frame]
+    metrics = [k for k in (*METRICS, *NOREF_METRICS) if k in frame]
     rep = to_report_units(frame[["category", *metrics]] if "category" in frame else frame[metrics].assign(category="all"))
     cols = [c for c in rep.columns if c != "category"]
     by_cat = rep.groupby("category")[cols].mean()
