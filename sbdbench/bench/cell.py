@@ -177,6 +177,13 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
     from sbdbench.paths import atomic_write_text
 
     ds = open_dataset(dataset)
+    if not ds.has_reference and ds.scans():  # real scans: no GT, no N × σ grid (sbdbench.bench.scans)
+        from sbdbench.bench.scans import run_scans
+
+        if resolutions or noise_levels or noise != GAUSSIAN:
+            raise DataError(f"dataset {ds.name!r} holds real scans (each its own N, unknown noise): drop --resolutions, "
+                            "--sigmas and --noise-kind")
+        return run_scans(method_name, ds, params=params, use_frozen=use_frozen, device=device, out=out, shapes=shapes, log=log)
     available = ds.resolutions("test")
     resolutions = list(resolutions) if resolutions else available
     for n in resolutions:

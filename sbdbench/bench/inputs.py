@@ -36,10 +36,13 @@ def open_for_bench(name: str, resolutions: Sequence[int], noise_levels: Sequence
     from sbdbench.data.dataset import open_dataset
 
     try:
-        return open_dataset(name)
+        ds = open_dataset(name)
     except DataError:
         if name != SYNTH:
             raise
+    else:
+        ds.require_reference("the bench (a grid of N × σ cells scored by CD/P2M)")
+        return ds
     command = build_command(resolutions, noise_levels, quick)
     if not build:
         raise DataError(f"dataset {SYNTH!r} is absent: build it with `{command}` (or run the bench with --build)")

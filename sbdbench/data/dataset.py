@@ -20,7 +20,7 @@ import numpy as np
 from sbdbench.errors import DataError
 from sbdbench.paths import atomic_write_text, data_root, home
 from sbdbench.protocol import (GAUSSIAN, SPLITS, clean_dir_name, clean_rel_dir, mesh_rel_dir, noisy_dir_name,  # noqa: F401
-                               parse_clean_dir, parse_noisy_dir, sigma_label)
+                               parse_clean_dir, parse_noisy_dir, scan_rel_dir, sigma_label)
 
 REGISTRY_FILE = "datasets.json"
 
@@ -59,13 +59,30 @@ class Dataset:
 
     # --- what the dataset holds -------------------------------------------------------------
     def shapes(self, split: str = "test") -> List[str]:
-        """Sorted shape names of a split (from its meshes, else from its clean clouds)."""
+        """Sorted shape names of a split (from its meshes, else from its clean clouds, else from its scans)."""
         mesh_dir = self.root / mesh_rel_dir(self.name, split)
         names = {p.stem for p in mesh_dir.glob("*.off")} if mesh_dir.is_dir() else set()
         if not names:
             for res_dir in sorted((self.dir / "pointclouds" / split).glob("*_poisson")):
                 names |= {p.stem for p in res_dir.glob("*.xyz")}
-        return sorted(names)
+        return sorted(names) or self.scans(split)
+
+    def scans(self, split: str = "test") -> List[str]:
+        """Sorted names of the real scans of a split (``<name>/scans/<split>/<scan>.xyz``: noisy, no GT)."""
+        scan_dir = self.root / scan_rel_dir(self.name, split)
+        return sorted(p.stem for p in scan_dir.glob("*.xyz")) if scan_dir.is_dir() else []
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the dataset has ground truth (clean clouds or meshes) to score against; False for real scans."""
+        return any((self.dir / sub).is_dir() and any((self.dir / sub).iterdir()) for sub in ("pointclouds", "meshes"))
+
+    def require_reference(self, what: str) -> None:
+        """A one-line DataError naming what to run instead when a dataset of real scans (no GT) is asked for ``what``."""
+        if not self.has_reference:
+            raise DataError(f"dataset {self.name!r} holds {len(self.scans())} real scan(s) without ground truth (no clean clouds "
+                            f"or meshes), so {what} cannot score it with CD/P2M; run `sbdbench run --method M --dataset "
+                            f"{self.name}` (no-reference figures per scan) or `sbdbench evaluate --pred OUT.xyz --noisy SCAN.xyz`")
 
     def category(self, shape: str) -> str:
         """The shape's category tag (smooth / sharp / thin / genus), or 'unknown'."""
@@ -95,6 +112,9 @@ class Dataset:
     def noisy_path(self, shape: str, n_points: int, sigma: float, noise: str = GAUSSIAN) -> Path:
         return self.noisy_dir(n_points, sigma, noise) / f"{shape}.xyz"
 
+    def scan_path(self, scan: str, split: str = "test") -> Path:
+        return self.root / scan_rel_dir(self.name, split) / f"{scan}.xyz"
+
     # --- loading -------------------------------------------------------------------------------
     def _need(self, path: Path, what: str) -> Path:
         if not path.is_file():
@@ -115,6 +135,11 @@ class Dataset:
         from sbdbench.io import read_points
 
         return read_points(self._need(self.noisy_path(shape, n_points, sigma, noise), "noisy input"))
+
+    def load_scan(self, scan: str, split: str = "test") -> np.ndarray:
+        from sbdbench.io import read_points
+
+        return read_points(self._need(self.scan_path(scan, split), "scan"))
 
     def check_shape(self, shape: str, split: str = "test") -> None:
         """Raise a clear error for an unknown shape name."""
@@ -163,7 +188,8 @@ def list_datasets() -> List[str]:
     names = set(_registry())
     root = data_root()
     if root.is_dir():
-        names |= {p.name for p in root.iterdir() if p.is_dir() and p.name != "examples" and ((p / "meshes").is_dir() or (p / "pointclouds").is_dir())}
+        names |= {p.name for p in root.iterdir() if p.is_dir() and p.name != "examples"
+                  and any((p / sub).is_dir() for sub in ("meshes", "pointclouds", "scans"))}
     return sorted(names)
 
 

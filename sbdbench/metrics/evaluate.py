@@ -137,6 +137,7 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
     from sbdbench.io import read_points
 
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(str(dataset))
+    ds.require_reference("evaluate --dataset")
     known = ds.shapes(split)
     if not known:
         raise DataError(f"dataset {ds.name!r} has no shapes in split {split!r}")

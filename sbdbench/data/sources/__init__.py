@@ -10,6 +10,7 @@ scoredenoise    :mod:`.scoredenoise`  PUNet / PCNet from ScoreDenoise's ``data.z
 dmr             :mod:`.dmr`           DMRDenoise test set (Drive) → clean + noisy clouds
 pointcleannet   :mod:`.pointcleannet` PointCleanNet (Nextcloud share) → clean + noisy clouds
 meshes          :mod:`.meshsets`      Stanford, Thingi10K, ModelNet40, ShapeNet: meshes → sampled splits
+scans           :mod:`.scans`         real scans without GT (Kinect v1, Paris-rue-Madame) → ``<name>/scans/test/``
 weights         :mod:`.weights`       a checkpoint file under ``$SBDBENCH_HOME/weights``
 synth           :func:`sbdbench.data.synth.build_synth_dataset` (offline, no download)
 ==============  ===============================================================================
@@ -45,6 +46,7 @@ KINDS: Dict[str, str] = {
     "modelnet40": "sbdbench.data.sources.meshsets:install_modelnet40",
     "shapenet": "sbdbench.data.sources.meshsets:install_shapenet",
     "weights": "sbdbench.data.sources.weights:install",
+    "scans": "sbdbench.data.sources.scans:install",
     "weights-archive": "sbdbench.data.sources.weights_archive:install",
     "synth": "sbdbench.data.sources.weights:install_synth",
 }
@@ -52,7 +54,7 @@ KINDS: Dict[str, str] = {
 __all__ = ["fetch", "list_sources", "SourceInfo", "FetchResult", "load_card", "KINDS", "LIST_OPTIONS"]
 
 # card options whose values are lists (``-o models=bunny,dragon`` on the command line)
-LIST_OPTIONS = frozenset({"models", "classes", "synsets", "licences", "splits", "exclude_ids", "resolutions", "noise_levels",
+LIST_OPTIONS = frozenset({"members", "models", "classes", "synsets", "licences", "splits", "exclude_ids", "resolutions", "noise_levels",
                           "noises", "shapes", "train_resolutions", "extra_noises"})
 
 
