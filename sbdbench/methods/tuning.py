@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -134,21 +135,17 @@ def settings_toml(doc: Dict[str, Any]) -> str:
         raise DataError(f"cannot write the tuned settings of {doc['method']!r} as TOML: {exc}") from None
 
 
-def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
-                noise_levels: Sequence[float] = DEFAULT_SIGMAS, *, max_shapes: int = 8, max_shapes_large: int = 3,
-                grid: Optional[Dict[str, Sequence[Any]]] = None, fixed_params: Optional[Dict[str, Any]] = None,
-                seed: int = 0, split: str = "train", out: Optional[Path] = None, merge: bool = True,
-                refine_keys: Optional[Sequence[str]] = None, refine_from: Optional[Path] = None,
-                values: Optional[Dict[str, Sequence[Any]]] = None, within: float = 0.0,
-                log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML.
+@dataclass(frozen=True)
+class TuneConfig:
+    """What one ``sbdbench tune`` does.
 
-    Args:
-        method_name: a registered method.
+    Fields:
+        method: a registered method.
         dataset: dataset name (its ``split`` split is used, never ``test``).
-        resolutions, noise_levels: the cells to tune.
+        resolutions, sigmas: the cells to tune.
         max_shapes / max_shapes_large: training shapes per cell at N ≤ / > :data:`LARGE_N`.
-        grid: override the method's ``tuning_grid``; fixed_params: extra params held fixed.
+        grid: override the method's ``tuning_grid``; fixed_params: extra params held fixed (text values are typed
+            by the method's constructor).
         seed: noise seed offset.
         split: ``train`` (classical methods) or ``val`` (learned methods, whose weights saw ``train``).
         out: TOML path (default ``baselines/<method>.toml``); the file is rewritten after every cell,
@@ -164,103 +161,168 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
         within: cost is part of the choice: freeze the cheapest trial (wall seconds per shape) whose score is
             within this fraction of the best (0.01: 1 %); the cell then also records ``best_params`` / ``best_cd``.
             0 (default): the best trial.
-        log: progress sink (one line per trial).
-
-    Returns:
-        The document written (also the TOML's content).
     """
-    from sbdbench import __version__
+
+    method: str
+    dataset: str = "synth"
+    resolutions: Sequence[int] = DEFAULT_RESOLUTIONS
+    sigmas: Sequence[float] = DEFAULT_SIGMAS
+    max_shapes: int = 8
+    max_shapes_large: int = 3
+    grid: Optional[Dict[str, Sequence[Any]]] = None
+    fixed_params: Optional[Dict[str, Any]] = None
+    seed: int = 0
+    split: str = "train"
+    out: Optional[Path] = None
+    merge: bool = True
+    refine_keys: Optional[Sequence[str]] = None
+    refine_from: Optional[Path] = None
+    values: Optional[Dict[str, Sequence[Any]]] = None
+    within: float = 0.0
+
+
+def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
+                noise_levels: Sequence[float] = DEFAULT_SIGMAS, *, log: Callable[[str], None] = print, **fields) -> Dict[str, Any]:
+    """Grid-search ``method_name`` per (resolution, σ) on training shapes and write the frozen TOML: :func:`tune`
+    of a :class:`TuneConfig` given field by field (the other fields by name)."""
+    return tune(TuneConfig(method_name, dataset, tuple(resolutions), tuple(noise_levels), **fields), log=log)
+
+
+def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Run a :class:`TuneConfig`; ``log`` gets one line per trial. Returns the document written (the TOML's content)."""
     from sbdbench.data.dataset import open_dataset
+    from sbdbench.methods.settings import settings_out_path
+
+    check_split(config.split)
+    choose_trial([{"cd": 1.0}], config.within)  # a bad tolerance is refused before any work
+    cls, grid, fixed = _checked_search(config)
+    ds = open_dataset(config.dataset)
+    out = Path(config.out) if config.out is not None else settings_out_path(config.method)
+    doc = _new_document(config, cls, grid, fixed)
+    base_cells = _refine_base(config, grid, out)
+    searched = _searched_grid(config, grid)
+    points = grid_points(searched)
+    doc["cell"] = _kept_cells(config, out)
+    for n_points in config.resolutions:
+        shapes = pick_shapes(ds, config.max_shapes if n_points <= LARGE_N else config.max_shapes_large, config.split)
+        for sigma in config.sigmas:
+            held = dict(fixed)
+            if config.refine_keys:
+                from sbdbench.methods.settings import nearest_cell
+
+                base = nearest_cell(base_cells, n_points, sigma)
+                held.update({k: v for k, v in base["params"].items() if k not in config.refine_keys})
+            cell = _tune_cell(config, ds, shapes, n_points, sigma, held, points, log)
+            cell["searched"] = list(searched)
+            chosen_text = cell.pop("chosen_text")
+            doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c["n_points"]), float(c["sigma"])))
+            atomic_write_text(out, settings_toml(doc))
+            log(f"{config.method} N={n_points} σ={sigma:g}: chose {chosen_text} -> {out}")
+    return doc
+
+
+def _checked_search(config: TuneConfig):
+    """(method class, the grid, the typed fixed parameters); a name the method lacks is a one-line error."""
     from sbdbench.methods.base import get_method_class
     from sbdbench.methods.params import typed_params
-    from sbdbench.methods.resolve import resolve_method
-    from sbdbench.methods.settings import settings_out_path
-    from sbdbench.metrics import chamfer
 
-    check_split(split)
-    choose_trial([{"cd": 1.0}], within)  # a bad tolerance is refused before any work
-    cls = get_method_class(method_name)
-    grid = dict(cls.tuning_grid if grid is None else grid)
-    fixed_params = typed_params(cls, dict(fixed_params or {}), f"method {method_name!r}")
+    cls = get_method_class(config.method)
+    grid = dict(cls.tuning_grid if config.grid is None else config.grid)
+    fixed = typed_params(cls, dict(config.fixed_params or {}), f"method {config.method!r}")
     for key in grid:
         if key not in cls._param_names():
-            raise InputError(f"method {method_name!r} has no parameter {key!r}")
-    ds = open_dataset(dataset)
-    out = Path(out) if out is not None else settings_out_path(method_name)
-    doc: Dict[str, Any] = {
-        "method": method_name, "paper": cls.paper, "sbdbench_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": dataset, "split": split,
-        "score": f"mean Chamfer distance (cd, raw, unit-sphere frame) over the {split} shapes; lower is better",
-        "seed": int(seed), "fixed_params": fixed_params, "grid": grid, "cell": [],
-    }
-    base_cells: List[Dict[str, Any]] = []
-    if refine_keys:
-        unknown = set(refine_keys) - set(grid)
-        if unknown:
-            raise InputError(f"refine key(s) {', '.join(sorted(unknown))} are not in the grid of {method_name!r} ({', '.join(grid)})")
-        src = Path(refine_from) if refine_from is not None else out
-        previous = None
-        if src.is_file():
-            from sbdbench.methods.settings import tomllib
+            raise InputError(f"method {config.method!r} has no parameter {key!r}")
+    return cls, grid, fixed
 
-            previous = tomllib.loads(src.read_text(encoding="utf-8"))
-        base_cells = list((previous or {}).get("cell", []))
-        if not base_cells:
-            raise DataError(f"refining {method_name!r} needs an already-tuned TOML ({src} has no cells); tune a lower resolution first")
-    searched = {k: v for k, v in grid.items() if not refine_keys or k in refine_keys}
-    for key, chosen in (values or {}).items():
+
+def _new_document(config: TuneConfig, cls, grid, fixed) -> Dict[str, Any]:
+    from sbdbench import __version__
+
+    return {
+        "method": config.method, "paper": cls.paper, "sbdbench_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"), "dataset": config.dataset, "split": config.split,
+        "score": f"mean Chamfer distance (cd, raw, unit-sphere frame) over the {config.split} shapes; lower is better",
+        "seed": int(config.seed), "fixed_params": fixed, "grid": grid, "cell": [],
+    }
+
+
+def _read_toml(path: Path) -> Dict[str, Any]:
+    from sbdbench.methods.settings import tomllib
+
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _refine_base(config: TuneConfig, grid, out: Path) -> List[Dict[str, Any]]:
+    """The already-tuned cells whose choices a refining run holds (empty when not refining)."""
+    if not config.refine_keys:
+        return []
+    unknown = set(config.refine_keys) - set(grid)
+    if unknown:
+        raise InputError(f"refine key(s) {', '.join(sorted(unknown))} are not in the grid of {config.method!r} ({', '.join(grid)})")
+    src = Path(config.refine_from) if config.refine_from is not None else out
+    if src.is_file():
+        from sbdbench.methods.settings import tomllib
+
+        base_cells = list(tomllib.loads(src.read_text(encoding="utf-8")).get("cell", []))
+    else:
+        base_cells = []
+    if not base_cells:
+        raise DataError(f"refining {config.method!r} needs an already-tuned TOML ({src} has no cells); tune a lower resolution first")
+    return base_cells
+
+
+def _searched_grid(config: TuneConfig, grid) -> Dict[str, List[Any]]:
+    """The grid keys this run searches (all, or ``refine_keys``), with ``values`` replacing a key's values."""
+    searched = {k: v for k, v in grid.items() if not config.refine_keys or k in config.refine_keys}
+    for key, chosen in (config.values or {}).items():
         if key not in searched:
             raise InputError(f"values given for {key!r}, which this run does not search ({', '.join(searched) or 'nothing'})")
         if not list(chosen):
             raise InputError(f"no values given for {key!r}")
         searched[key] = list(chosen)
-    points = grid_points(searched)
-    planned = {cell_key({"n_points": n, "sigma": s}) for n in resolutions for s in noise_levels}
-    kept = []
-    if merge and out.is_file():  # keep the cells of earlier runs that this run does not redo
-        from sbdbench.methods.settings import tomllib
+    return searched
 
-        try:
-            previous = tomllib.loads(out.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
-            previous = {}
-        kept = [c for c in previous.get("cell", []) if cell_key(c) not in planned]
-    doc["cell"] = list(kept)
+
+def _kept_cells(config: TuneConfig, out: Path) -> List[Dict[str, Any]]:
+    """With ``merge``: the cells of an existing TOML that this run does not redo."""
+    if not (config.merge and out.is_file()):
+        return []
+    planned = {cell_key({"n_points": n, "sigma": s}) for n in config.resolutions for s in config.sigmas}
+    return [c for c in _read_toml(out).get("cell", []) if cell_key(c) not in planned]
+
+
+def _tune_cell(config: TuneConfig, ds, shapes, n_points: int, sigma: float, held, points, log) -> Dict[str, Any]:
+    """Every grid point on the cell's shapes → the cell's TOML entry (plus ``chosen_text`` for the log line)."""
     import time
 
-    for n_points in resolutions:
-        shapes = pick_shapes(ds, max_shapes if n_points <= LARGE_N else max_shapes_large, split)
-        for sigma in noise_levels:
-            held = dict(fixed_params)
-            if refine_keys:
-                from sbdbench.methods.settings import nearest_cell
+    from sbdbench.methods.resolve import resolve_method
+    from sbdbench.metrics import chamfer
 
-                base = nearest_cell(base_cells, n_points, sigma)
-                held.update({k: v for k, v in base["params"].items() if k not in refine_keys})
-            pairs = [training_pair(ds, s, n_points, sigma, seed, split) for s in shapes]
-            noisy_cd = float(np.mean([chamfer(noisy, clean) for clean, noisy in pairs]))
-            trials = []
-            t_cell = time.perf_counter()
-            for params in points:
-                method = resolve_method(method_name, n_points, sigma, overrides={**held, **params}, frozen=False).method
-                t_trial = time.perf_counter()
-                cds = [chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]
-                score = float(np.mean(cds))
-                trials.append({**params, "cd": score, "seconds": round((time.perf_counter() - t_trial) / len(pairs), 3)})
-                log(f"{method_name} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
-            best, chosen = choose_trial(trials, within)
-            seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
-            cell = {"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[chosen]["cd"],
-                    "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3),
-                    "searched": list(searched), "held_from": "nearest tuned cell, same σ" if refine_keys else "",
-                    "params": {**held, **points[chosen]}, "trials": trials}
-            if chosen != best:
-                cell.update({"within": float(within), "best_params": {**held, **points[best]}, "best_cd": trials[best]["cd"]})
-            doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c["n_points"]), float(c["sigma"])))
-            atomic_write_text(out, settings_toml(doc))
-            log(f"{method_name} N={n_points} σ={sigma:g}: chose {points[chosen]} (cd {trials[chosen]['cd'] * 1e4:.3f}e-4"
-                + (f"; best {points[best]} at {trials[best]['cd'] * 1e4:.3f}e-4" if chosen != best else "") + f") -> {out}")
-    return doc
+    pairs = [training_pair(ds, s, n_points, sigma, config.seed, config.split) for s in shapes]
+    noisy_cd = float(np.mean([chamfer(noisy, clean) for clean, noisy in pairs]))
+    trials = []
+    t_cell = time.perf_counter()
+    for params in points:
+        method = resolve_method(config.method, n_points, sigma, overrides={**held, **params}, frozen=False).method
+        t_trial = time.perf_counter()
+        score = float(np.mean([chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]))
+        trials.append({**params, "cd": score, "seconds": round((time.perf_counter() - t_trial) / len(pairs), 3)})
+        log(f"{config.method} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
+    best, chosen = choose_trial(trials, config.within)
+    seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
+    cell = {"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[chosen]["cd"],
+            "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3), "searched": [],
+            "held_from": "nearest tuned cell, same σ" if config.refine_keys else "",
+            "params": {**held, **points[chosen]}, "trials": trials}
+    text = f"{points[chosen]} (cd {trials[chosen]['cd'] * 1e4:.3f}e-4"
+    if chosen != best:
+        cell.update({"within": float(config.within), "best_params": {**held, **points[best]}, "best_cd": trials[best]["cd"]})
+        text += f"; best {points[best]} at {trials[best]['cd'] * 1e4:.3f}e-4"
+    cell["chosen_text"] = text + ")"
+    return cell
 
 
 def choose_trial(trials: Sequence[Dict[str, Any]], within: float = 0.0) -> tuple[int, int]:
