@@ -206,20 +206,41 @@ def _fps_torch(points: torch.Tensor, n_samples: int, start: int) -> torch.Tensor
 
 
 def _fps_kdtree(points: np.ndarray, n_samples: int, start: int) -> np.ndarray:
-    """FPS on a numpy (N, 3) array with KD-tree pruning of the distance updates."""
+    """FPS on a numpy (N, 3) array with KD-tree pruning of the distance updates and a blocked running maximum.
+
+    Two things keep it near-linear (docs/scaling.md): only the points within the current largest distance of
+    the newly chosen point are updated (a ball query), and the next farthest point is found from the maxima of
+    ⌈N / B⌉ blocks of B ≈ √N consecutive indices instead of a scan of all N distances. Distances only ever
+    decrease, so a block's maximum needs recomputing only when its own maximising point was updated. Ties go to
+    the lowest index (first block, then first in the block), as the plain loop's argmax.
+    """
     pts = np.ascontiguousarray(points)
+    n = len(pts)
     tree = cKDTree(pts)
-    dist = ((pts - pts[start]) ** 2).sum(axis=1)
+    width = max(64, int(np.sqrt(n)))
+    n_blocks = -(-n // width)
+    dist = np.full(n_blocks * width, -np.inf)
+    dist[:n] = ((pts - pts[start]) ** 2).sum(axis=1)
+    blocks = dist.reshape(n_blocks, width)  # a view: updates of ``dist`` show in ``blocks``
+    block_arg = blocks.argmax(axis=1)
+    block_max = blocks[np.arange(n_blocks), block_arg]
     out = np.empty(n_samples, dtype=np.int64)
     out[0] = start
     for i in range(1, n_samples):
-        idx = int(np.argmax(dist))
+        best = int(np.argmax(block_max))
+        idx = best * width + int(block_arg[best])
         out[i] = idx
         q = pts[idx]
         # points that can get closer to q than their current distance lie within sqrt(max dist) of q
         radius = float(np.sqrt(dist[idx])) * (1.0 + 1e-6) + 1e-12
         cand = np.asarray(tree.query_ball_point(q, radius), dtype=np.int64)
-        if cand.size:
-            d = ((pts[cand] - q) ** 2).sum(axis=1)
-            dist[cand] = np.minimum(dist[cand], d)
+        d = ((pts[cand] - q) ** 2).sum(axis=1)
+        closer = d < dist[cand]
+        cand = cand[closer]
+        dist[cand] = d[closer]
+        owner = cand // width
+        stale = owner[block_arg[owner] == cand - owner * width]  # blocks whose maximising point moved
+        if stale.size:
+            block_arg[stale] = blocks[stale].argmax(axis=1)
+            block_max[stale] = blocks[stale, block_arg[stale]]
     return out

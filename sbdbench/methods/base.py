@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
+from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
 import numpy as np
@@ -32,6 +33,20 @@ BUILTIN_MODULES = (
     "sbdbench.methods.classical",
     "sbdbench.methods.learned",
 )
+
+
+@dataclass(frozen=True)
+class BlockSettings:
+    """How :func:`sbdbench.methods.blocks.denoise_in_blocks` runs a method on spatial blocks of one cloud."""
+
+    #: a copy of the method with its cloud-wide quantities (k, σ, passes) fixed from the whole cloud
+    method: "Denoiser"
+    #: the overlap: how far (unit-sphere units) the points a core point's output depends on can lie from it
+    margin: float
+    #: working bytes per input point of one run (measured, docs/scaling.md): sizes blocks under a memory cap
+    bytes_per_point: float
+    #: the σ every block is given (the whole cloud's, given or estimated once), so no block estimates its own
+    noise_level: Optional[float] = None
 
 
 class Denoiser:
@@ -57,6 +72,14 @@ class Denoiser:
     summary: ClassVar[str] = ""
     #: the grid ``sbdbench tune`` searches: {parameter: [values]} (empty = nothing to tune).
     tuning_grid: ClassVar[Dict[str, List[Any]]] = {}
+    #: how blocks are merged (:mod:`sbdbench.methods.blocks`): ``"own"`` (output i is input i moved: each core
+    #: point keeps its own output), ``"pool"`` (N points but not 1:1: the outputs next to each core are pooled and
+    #: FPS-sampled back to N), or ``""`` (never split: the method runs on the whole cloud).
+    block_merge: ClassVar[str] = ""
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]) -> BlockSettings:
+        """The method's :class:`BlockSettings` for this (N, 3) unit-sphere cloud (only when ``block_merge``)."""
+        raise NotImplementedError(f"{self.name} cannot run in blocks")
 
     def unavailable_reason(self) -> Optional[str]:
         """Why this instance cannot run on this machine (e.g. missing weights), or None if it can.

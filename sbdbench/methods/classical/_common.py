@@ -79,7 +79,23 @@ def with_self(idx: np.ndarray, rows: slice | np.ndarray | None = None) -> np.nda
     return np.concatenate([own, sub], axis=1)
 
 
-def mean_spacing(points: np.ndarray, tree: Optional[cKDTree] = None) -> float:
+def sample_centres(n: int, max_centres: int = 100_000) -> np.ndarray:
+    """Every ⌈n / max_centres⌉-th index: the centres cloud-wide statistics are measured at (all of them up to
+    ``max_centres``, so the statistics of clouds that small are the exact ones)."""
+    return np.arange(0, n, max(1, -(-n // max_centres)))
+
+
+def knn_of(points: np.ndarray, centres: Optional[np.ndarray], k: int, tree: Optional[cKDTree] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_self` of the ``centres`` rows only (all rows when None), against the whole cloud."""
+    if centres is None:
+        return knn_self(points, k, tree)
+    k = int(max(1, min(k, len(points) - 1)))
+    tree = tree if tree is not None else cKDTree(points)
+    dist, idx = tree.query(points[centres], k=k + 1, workers=-1)
+    return dist[:, 1:], idx[:, 1:]
+
+
+def mean_spacing(points: np.ndarray, tree: Optional[cKDTree] = None, centres: Optional[np.ndarray] = None) -> float:
     """Mean surface spacing s̄ ≈ sqrt(A / N), from the median distance to the 16th neighbour.
 
     On a surface the 16 nearest points fill a disc of area π r16² ≈ 16 A / N, so
@@ -89,40 +105,77 @@ def mean_spacing(points: np.ndarray, tree: Optional[cKDTree] = None) -> float:
     k = min(16, len(points) - 1)
     if k < 1:
         return 1.0
-    dist, _ = knn_self(points, k, tree)
+    dist, _ = knn_of(points, centres, k, tree)
     r = float(np.median(dist[:, -1]))
     return max(r * math.sqrt(math.pi / k), 1e-9)
 
 
-def estimate_noise(points: np.ndarray, k: int = 32, tree: Optional[cKDTree] = None) -> float:
+def estimate_noise(points: np.ndarray, k: int = 32, tree: Optional[cKDTree] = None, centres: Optional[np.ndarray] = None) -> float:
     """Noise σ̂ = median over points of sqrt(smallest eigenvalue of the kNN covariance).
 
     Biased upward by curvature, but good enough to size neighbourhoods when σ is not given.
     """
     if len(points) < 4:
         return 0.0
-    _, idx = knn_self(points, k, tree)
-    out = np.empty(len(points))
-    for sl in chunks(len(points)):
-        _, evals, _ = local_frames(points, with_self(idx, sl))
+    _, idx = knn_of(points, centres, k, tree)
+    own = np.arange(len(points)) if centres is None else centres
+    out = np.empty(len(idx))
+    for sl in chunks(len(idx)):
+        _, evals, _ = local_frames(points, np.concatenate([own[sl, None], idx[sl]], axis=1))
         out[sl] = np.sqrt(np.clip(evals[:, 0], 0.0, None))
     return float(np.median(out))
 
 
 def neighbourhood(points: np.ndarray, noise_level: Optional[float], radius_scale: float, k: Optional[int] = None,
-                  tree: Optional[cKDTree] = None) -> Tuple[int, float, float]:
+                  tree: Optional[cKDTree] = None, centres: Optional[np.ndarray] = None) -> Tuple[int, float, float]:
     """Resolve the neighbourhood of a method: returns (k, sigma, spacing).
 
     ``sigma`` is ``noise_level`` or the estimate :func:`estimate_noise`; ``k`` is the explicit value
     if given, else ``π · radius_scale² · (1 + σ²/s̄²)`` clipped to [K_MIN, K_MAX] (module docstring).
-    Both are clipped to N - 1.
+    Both are clipped to N - 1. ``centres``: measure s̄ and σ̂ at these rows only (:func:`sample_centres`).
     """
-    spacing = mean_spacing(points, tree)
-    sigma = float(noise_level) if noise_level is not None else estimate_noise(points, tree=tree)
+    spacing = mean_spacing(points, tree, centres)
+    sigma = float(noise_level) if noise_level is not None else estimate_noise(points, tree=tree, centres=centres)
     if k is None:
         k = math.pi * radius_scale ** 2 * (1.0 + (sigma / spacing) ** 2)
         k = int(round(min(max(k, K_MIN), K_MAX)))
     return int(max(1, min(int(k), len(points) - 1))), sigma, spacing
+
+
+# --- blocks (sbdbench.methods.blocks): the cloud-wide k and σ, and how far a point's output reaches -------------
+#: the k-th-neighbour radius quantile that sizes the overlap, and the slack on it (points move between passes)
+SUPPORT_QUANTILE, SUPPORT_SLACK = 0.999, 1.25
+
+
+def knn_support(points: np.ndarray, k: int, tree: cKDTree, centres: np.ndarray) -> float:
+    """The radius that holds the k nearest neighbours of nearly every point (quantile of the k-th distance)."""
+    dist, _ = knn_of(points, centres, k, tree)
+    return float(np.quantile(dist[:, -1], SUPPORT_QUANTILE)) * SUPPORT_SLACK
+
+
+def knn_bytes_per_point(method, points: np.ndarray, k: Optional[int] = None) -> float:
+    """Working bytes per point of a kNN pass with the neighbourhood ``method`` resolves on ``points`` (measured:
+    docs/scaling.md): the (N, k) distances and indices (16 B each), the KD-tree and a few (N, 3) copies."""
+    if k is None:
+        k = getattr(method, "k", None) or int(K_MIN * max(1.0, float(getattr(method, "radius_scale", 2.0)) ** 2))
+    return 16.0 * (int(k) + 1) + 400.0
+
+
+def diffusion_hops(steps: int) -> int:
+    """Neighbourhoods an averaging scheme of ``steps`` steps reaches to round-off: its kernel spreads like a random
+    walk (√steps), measured on a 20K torus for taubin's 20 steps (4 hops: 2e-9 off, 6: 1e-16; docs/scaling.md)."""
+    return int(min(steps, np.ceil(np.sqrt(steps)) + 1))
+
+
+def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float], hops: int, bytes_per_point: float):
+    """:class:`~sbdbench.methods.base.BlockSettings` of a kNN method with ``radius_scale``/``k``: k and σ fixed from
+    the whole cloud; the overlap is ``hops`` k-th-neighbour radii (each pass or step reaches one neighbourhood further)."""
+    from sbdbench.methods.base import BlockSettings
+
+    tree, centres = cKDTree(points), sample_centres(len(points))
+    k, sigma, _ = neighbourhood(points, noise_level, method.radius_scale, method.k, tree, centres)
+    fixed = type(method)(**{**method.get_params(), "k": k})
+    return BlockSettings(fixed, hops * knn_support(points, k, tree, centres), bytes_per_point, sigma)
 
 
 # --- parameter checks (constructors store values as given; these run at denoise time) -------------

@@ -14,7 +14,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, chunks, knn_self, local_frames, neighbourhood, with_self
+from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_bytes_per_point, knn_self,
+                                                  local_frames, neighbourhood, sample_centres, with_self)
 
 
 @register
@@ -38,6 +39,7 @@ class Bilateral(Denoiser):
     paper_url = "https://doi.org/10.5201/ipol.2017.179"  # the IPOL article page carries the authors' code
     summary = "move each point along its normal by a bilateral-weighted mean of neighbour offsets"
     tuning_grid = {"radius_scale": [2.0, 3.0, 4.0], "iterations": [1, 3], "sigma_n_scale": [1.0, 2.0]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 3.0, k: Optional[int] = None, iterations: int = 2,
                  sigma_d_scale: float = 0.5, sigma_n_scale: Optional[float] = 2.0) -> None:
@@ -54,11 +56,15 @@ class Bilateral(Denoiser):
         check_float("sigma_d_scale", self.sigma_d_scale)
         check_float("sigma_n_scale", self.sigma_n_scale, allow_none=True)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), bytes_per_point=knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:
             return points
         x = points
-        k, sigma, spacing = neighbourhood(x, noise_level, self.radius_scale, self.k)
+        k, sigma, spacing = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
         # σ_n from the noise level: never below a fraction of the spacing (σ = 0 would divide by zero).
         sigma_n = None if self.sigma_n_scale is None else self.sigma_n_scale * max(sigma, 0.05 * spacing)
         for _ in range(self.iterations):

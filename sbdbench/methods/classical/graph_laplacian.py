@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, knn_self, neighbourhood
+from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_bytes_per_point, knn_self, neighbourhood,
+                                                  sample_centres)
 
 
 def gaussian_knn_laplacian(x: np.ndarray, k: int) -> sp.csr_matrix:
@@ -60,6 +61,9 @@ class GraphLaplacianReg(Denoiser):
     paper = "point-graph Tikhonov regulariser in the spirit of GLR (Zeng et al., IEEE TIP 2020); not their patch-manifold solver"
     summary = "solve (I + γL)X = Y on a Gaussian kNN graph, rebuilding the graph a few times"
     tuning_grid = {"radius_scale": [2.0, 3.0, 4.0], "gamma": [0.5, 1.0, 2.0, 4.0]}
+    block_merge = "own"
+    #: the influence of a point on the solution that blocks may ignore (relative), which sets the overlap's hops
+    block_tolerance = 1e-4
 
     def __init__(self, radius_scale: float = 3.0, k: Optional[int] = None, gamma: float = 1.0, graph_updates: int = 2) -> None:
         self.radius_scale = radius_scale
@@ -73,10 +77,19 @@ class GraphLaplacianReg(Denoiser):
         check_float("gamma", self.gamma, strict=False)
         check_int("graph_updates", self.graph_updates, minimum=1)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud. (I + γL)⁻¹ is global, but a point's influence falls by about γ/(1 + γ) per
+        graph hop (L is scaled to unit mean degree), so ``log(tol) / log(γ/(1+γ))`` hops per graph update suffice."""
+        gamma = float(self.gamma)
+        per_update = 1 if gamma == 0 else int(np.ceil(np.log(self.block_tolerance) / np.log(gamma / (1.0 + gamma))))
+        # the sparse matrix and CG vectors add about 3 (k, ·) arrays per point to the kNN pass
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.graph_updates) * diffusion_hops(per_update),
+                                  bytes_per_point=2.5 * knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 3:
             return points
-        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k)
+        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
         n = len(points)
         x = points.copy()
         for _ in range(self.graph_updates):

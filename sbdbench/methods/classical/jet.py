@@ -13,7 +13,8 @@ from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, chunks, knn_self, local_frames, neighbourhood, with_self
+from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_bytes_per_point, knn_self,
+                                                  local_frames, neighbourhood, sample_centres, with_self)
 
 
 def monomials(u: np.ndarray, v: np.ndarray, degree: int) -> np.ndarray:
@@ -72,6 +73,7 @@ class Jet(Denoiser):
     paper_url = "https://hal.inria.fr/inria-00097582"
     summary = "fit a local quadric height field (osculating jet) and move the point onto it"
     tuning_grid = {"radius_scale": [2.0, 2.5, 3.0, 4.0, 5.0], "iterations": [1, 2]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 3.0, k: Optional[int] = None, degree: int = 2, iterations: int = 1) -> None:
         self.radius_scale = radius_scale
@@ -88,12 +90,16 @@ class Jet(Denoiser):
         check_int("k", self.k, minimum=n_coef, allow_none=True)
         check_int("iterations", self.iterations, minimum=1)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), bytes_per_point=knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         n_coef = (self.degree + 1) * (self.degree + 2) // 2
         if len(points) < n_coef + 1:
             return points
         x = points
-        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k)
+        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
         k = max(k, n_coef)
         for _ in range(self.iterations):
             _, idx = knn_self(x, k, cKDTree(x))

@@ -14,7 +14,8 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, knn_self, neighbourhood
+from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_bytes_per_point, knn_self, neighbourhood,
+                                                  sample_centres)
 
 
 def umbrella_step(x: np.ndarray, idx: np.ndarray, factor: float) -> np.ndarray:
@@ -37,6 +38,7 @@ class Laplacian(Denoiser):
     paper = "Taubin: A signal processing approach to fair surface design, SIGGRAPH 1995 (umbrella operator)"
     summary = "move each point towards the mean of its neighbours"
     tuning_grid = {"radius_scale": [1.5, 2.0, 3.0], "lam": [0.25, 0.5], "iterations": [1, 2, 4]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 2.0, k: Optional[int] = None, lam: float = 0.5, iterations: int = 2) -> None:
         self.radius_scale = radius_scale
@@ -54,10 +56,15 @@ class Laplacian(Denoiser):
         """The umbrella step sizes of one iteration (λ; Taubin: λ then μ)."""
         return (float(self.lam),)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; every umbrella step reaches one k-neighbourhood further."""
+        hops = diffusion_hops(int(self.iterations) * len(self._steps()))
+        return knn_block_settings(self, unit_points, noise_level, hops=hops, bytes_per_point=knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 2:
             return points
-        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k)
+        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
         _, idx = knn_self(points, k)
         x = points
         for _ in range(self.iterations):

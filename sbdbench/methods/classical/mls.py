@@ -14,7 +14,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, chunks, knn_self, local_frames, neighbourhood, with_self
+from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_bytes_per_point, knn_self,
+                                                  local_frames, neighbourhood, sample_centres, with_self)
 from sbdbench.methods.classical.jet import project_onto_height_fit
 
 
@@ -34,6 +35,7 @@ class MLS(Denoiser):
     paper = "Alexa et al.: Computing and rendering point set surfaces, TVCG 2003 (MLS of Levin 2003; PCL MovingLeastSquares)"
     summary = "Gaussian-weighted local plane + polynomial height fit, project the point onto it"
     tuning_grid = {"radius_scale": [2.0, 3.0, 4.0, 5.0], "bandwidth": [0.6, 1.0]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 3.0, k: Optional[int] = None, bandwidth: float = 0.6, degree: int = 2,
                  iterations: int = 1) -> None:
@@ -54,12 +56,16 @@ class MLS(Denoiser):
             raise InputError(f"parameter degree must be 1, 2 or 3, got {self.degree}")
         check_int("iterations", self.iterations, minimum=1)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), bytes_per_point=knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         n_coef = (self.degree + 1) * (self.degree + 2) // 2
         if len(points) < n_coef + 1:
             return points
         x = points
-        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k)
+        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
         k = max(k, n_coef)
         for _ in range(self.iterations):
             dist, idx = knn_self(x, k, cKDTree(x))

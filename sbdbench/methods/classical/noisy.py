@@ -17,6 +17,12 @@ class Noisy(Denoiser):
     paper = "identity (reference row: the noisy input itself)"
     summary = "no denoising; the score of the input"
     tuning_grid: dict = {}
+    block_merge = "own"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        from sbdbench.methods.base import BlockSettings
+
+        return BlockSettings(self, 0.0, 24.0, noise_level)
 
     def __init__(self) -> None:
         pass

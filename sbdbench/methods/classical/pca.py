@@ -8,7 +8,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, chunks, knn_self, local_frames, neighbourhood, with_self
+from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_bytes_per_point, knn_self,
+                                                  local_frames, neighbourhood, sample_centres, with_self)
 
 
 @register
@@ -29,6 +30,7 @@ class PCAProjection(Denoiser):
     paper = "Hoppe, DeRose, Duchamp, McDonald, Stuetzle: Surface reconstruction from unorganized points, SIGGRAPH 1992"
     summary = "project each point onto its local PCA plane"
     tuning_grid = {"radius_scale": [1.5, 2.0, 3.0, 4.0], "iterations": [1, 2, 3]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 2.0, k: Optional[int] = None, iterations: int = 2) -> None:
         self.radius_scale = radius_scale
@@ -40,11 +42,15 @@ class PCAProjection(Denoiser):
         check_int("k", self.k, minimum=3, allow_none=True)
         check_int("iterations", self.iterations, minimum=1)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), bytes_per_point=knn_bytes_per_point(self, unit_points))
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:
             return points
         x = points
-        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k)
+        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
         for _ in range(self.iterations):
             _, idx = knn_self(x, k, cKDTree(x))
             out = np.empty_like(x)

@@ -19,7 +19,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import check_float, check_int, knn_self, mean_spacing, estimate_noise
+from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, estimate_noise, knn_bytes_per_point, knn_self, knn_support,
+                                                  mean_spacing, sample_centres)
 
 
 @register
@@ -38,6 +39,7 @@ class WLOP(Denoiser):
     paper = "Huang, Li, Zhang, Ascher, Cohen-Or: Consolidation of unorganized point clouds for surface reconstruction (WLOP), SIGGRAPH Asia 2009"
     summary = "locally optimal projection: attract particles to the data, repel them from each other"
     tuning_grid = {"radius_scale": [3.0, 4.0, 6.0]}
+    block_merge = "own"
 
     def __init__(self, radius_scale: float = 4.0, iterations: int = 10, mu: float = 0.45, k_attract: int = 48,
                  k_repulse: int = 24) -> None:
@@ -54,13 +56,25 @@ class WLOP(Denoiser):
         check_int("k_attract", self.k_attract, minimum=1)
         check_int("k_repulse", self.k_repulse, minimum=1)
 
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """σ of the whole cloud; each iteration reaches the k_attract-th data point and the k_repulse-th particle."""
+        from sbdbench.methods.base import BlockSettings
+
+        tree, centres = cKDTree(unit_points), sample_centres(len(unit_points))
+        sigma = float(noise_level) if noise_level is not None else estimate_noise(unit_points, tree=tree, centres=centres)
+        reach = knn_support(unit_points, max(int(self.k_attract), int(self.k_repulse)), tree, centres)
+        k = int(self.k_attract) + int(self.k_repulse)
+        fixed = WLOP(**self.get_params())
+        fixed._block_spacing = mean_spacing(unit_points, tree, centres)  # h from the whole cloud, as without blocks
+        return BlockSettings(fixed, diffusion_hops(int(self.iterations)) * reach, knn_bytes_per_point(self, unit_points, k), sigma)
+
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         n = len(points)
         if n < 4:
             return points
         data_tree = cKDTree(points)
-        spacing = mean_spacing(points, data_tree)
-        sigma = float(noise_level) if noise_level is not None else estimate_noise(points, tree=data_tree)
+        spacing = getattr(self, "_block_spacing", None) or mean_spacing(points, data_tree, sample_centres(n))
+        sigma = float(noise_level) if noise_level is not None else estimate_noise(points, tree=data_tree, centres=sample_centres(n))
         h = self.radius_scale * np.sqrt(spacing ** 2 + sigma ** 2)
         inv_h2 = 4.0 / h ** 2
         k_att = int(min(self.k_attract, n))
