@@ -182,102 +182,142 @@ def train(
         raise InputError("iterations and batch_size must be ≥ 1")
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(config.device)
-    model.to(device)
-    optimizer = torch.optim.Adam(_param_groups(model, config.output_lr_scale), lr=config.lr)
-    torch.manual_seed(config.seed)
-    history: List[Dict[str, float]] = []
-    start_it, best_val, best_it, elapsed = 0, math.inf, 0, 0.0
-    #: [start iteration, target iterations] of each invocation whose target differed: the LR history
-    segments: List[List[int]] = [[0, config.iterations]]
-    last = out_dir / "last.pt"
-    if last.is_file():
+    run = _TrainingRun(model, loss_fn, sampler, config, validate, meta, log)
+    run.resume()
+    return run.run()
+
+
+class _TrainingRun:
+    """The state of one training run: the model, optimizer and sampler, the best validation so far, the loss
+    history and the rate segments, with the steps that :func:`train` chains."""
+
+    def __init__(self, model, loss_fn, sampler, config: TrainConfig, validate, meta, log) -> None:
+        self.model, self.loss_fn, self.sampler, self.config = model, loss_fn, sampler, config
+        self.validate_fn, self.meta, self.log = validate, meta, log
+        self.out_dir = Path(config.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.device = torch.device(config.device)
+        model.to(self.device)
+        self.optimizer = torch.optim.Adam(_param_groups(model, config.output_lr_scale), lr=config.lr)
+        torch.manual_seed(config.seed)
+        self.history: List[Dict[str, float]] = []
+        self.start_it, self.best_val, self.best_it, self.elapsed = 0, math.inf, 0, 0.0
+        #: [start iteration, target iterations] of each invocation whose target differed: the LR history
+        self.segments: List[List[int]] = [[0, config.iterations]]
+        self.last = self.out_dir / "last.pt"
+
+    # --- resuming ------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from ``last.pt`` when there is one (the same run only: another configuration is an error)."""
+        if not self.last.is_file():
+            return
+        state = self._read_last()
+        self.start_it, self.best_val, self.best_it = state["iteration"], state["best_val"], state["best_iteration"]
+        self.elapsed, self.history = state["seconds"], state["history"]
+        self.segments = [list(x) for x in state.get("segments", [[0, int(state["config"]["iterations"])]])]
+        self.log(f"resumed at iteration {self.start_it} (best val {self.best_val:.6g} at {self.best_it})")
+        config = self.config
+        if self.start_it >= config.iterations:
+            self.log(f"nothing to do: the run is at iteration {self.start_it} ≥ {config.iterations}")
+        elif self.segments[-1][1] != config.iterations:
+            self.segments.append([self.start_it, config.iterations])
+            if config.lr_final is not None:
+                verb = "extending" if config.iterations > self.segments[-2][1] else "shortening"
+                self.log(f"{verb} the run to {config.iterations} iterations: the cosine rate is re-stretched over the new "
+                         f"total (a warm restart at {learning_rate(config, self.start_it + 1):.3g})")
+
+    def _read_last(self) -> Dict[str, Any]:
         try:
-            state = torch.load(last, map_location=device, weights_only=True)
+            state = torch.load(self.last, map_location=self.device, weights_only=True)
         except Exception as exc:
-            raise DataError(f"{last}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start over") from None
-        changed = config_differences(state.get("config", {}) if isinstance(state, dict) else {}, config)
+            raise DataError(f"{self.last}: cannot resume from this checkpoint ({type(exc).__name__}); delete it to start over") from None
+        changed = config_differences(state.get("config", {}) if isinstance(state, dict) else {}, self.config)
         if changed:
-            raise InputError(f"{out_dir} holds another training run ({'; '.join(changed[:3])}); choose a new --out or delete the folder")
+            raise InputError(f"{self.out_dir} holds another training run ({'; '.join(changed[:3])}); choose a new --out or delete the folder")
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            sampler.load_state_dict(state["sampler"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
             torch.set_rng_state(state["torch_rng"].cpu())
         except Exception as exc:
-            raise DataError(f"{last}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from None
-        start_it, best_val, best_it = state["iteration"], state["best_val"], state["best_iteration"]
-        elapsed, history = state["seconds"], state["history"]
-        segments = [list(x) for x in state.get("segments", [[0, int(state["config"]["iterations"])]])]
-        log(f"resumed at iteration {start_it} (best val {best_val:.6g} at {best_it})")
-        if start_it >= config.iterations:
-            log(f"nothing to do: the run is at iteration {start_it} ≥ {config.iterations}")
-        elif segments[-1][1] != config.iterations:
-            segments.append([start_it, config.iterations])
-            if config.lr_final is not None:
-                verb = "extending" if config.iterations > segments[-2][1] else "shortening"
-                log(f"{verb} the run to {config.iterations} iterations: the cosine rate is re-stretched over the new total "
-                    f"(a warm restart at {learning_rate(config, start_it + 1):.3g})")
+            raise DataError(f"{self.last}: cannot resume from this checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from None
+        return state
 
-    def save_last(it: int) -> None:
-        with atomic_path(last) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "iteration": it, "best_val": best_val, "best_iteration": best_it,
-                        "seconds": elapsed, "history": history, "config": asdict(config), "segments": segments}, tmp)
-        _write_curve(out_dir, history)
+    # --- saving ---------------------------------------------------------------------------------------
+    def save_last(self, it: int) -> None:
+        with atomic_path(self.last) as tmp:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "sampler": self.sampler.state_dict(), "torch_rng": torch.get_rng_state(), "iteration": it,
+                        "best_val": self.best_val, "best_iteration": self.best_it, "seconds": self.elapsed,
+                        "history": self.history, "config": asdict(self.config), "segments": self.segments}, tmp)
+        _write_curve(self.out_dir, self.history)
 
-    def save_best(it: int, val: float) -> None:
-        info = dict(meta or {})
-        info.update({"iteration": it, "val": float(val), "train_seconds": round(elapsed, 1), "config": asdict(config),
-                     "segments": [list(x) for x in segments]})
-        save_project_weights(out_dir / "best.pt", model, info)
+    def save_best(self, it: int, val: float) -> None:
+        info = dict(self.meta or {})
+        info.update({"iteration": it, "val": float(val), "train_seconds": round(self.elapsed, 1), "config": asdict(self.config),
+                     "segments": [list(x) for x in self.segments]})
+        save_project_weights(self.out_dir / "best.pt", self.model, info)
 
-    if start_it == 0 and config.validate_start and validate is not None:
-        model.eval()
+    # --- the loop ---------------------------------------------------------------------------------------
+    def validate(self) -> float:
+        self.model.eval()
         with torch.no_grad():
-            best_val = float(validate(model))
-        save_best(0, best_val)
-        history.append({"iteration": 0, "loss": "", "val": best_val, "seconds": 0.0})
-        log(f"iteration 0 (the starting network): val {best_val:.6g}")
-    t0 = time.perf_counter() - elapsed
-    it = start_it
-    for it in range(start_it + 1, config.iterations + 1):
-        train_mode(model, config.freeze_norm)
-        batch = {k: v.to(device) for k, v in sampler.sample(config.batch_size).items()}
-        for group in optimizer.param_groups:
+            return float(self.validate_fn(self.model))
+
+    def run(self) -> TrainResult:
+        config = self.config
+        if self.start_it == 0 and config.validate_start and self.validate_fn is not None:
+            self.best_val = self.validate()
+            self.save_best(0, self.best_val)
+            self.history.append({"iteration": 0, "loss": "", "val": self.best_val, "seconds": 0.0})
+            self.log(f"iteration 0 (the starting network): val {self.best_val:.6g}")
+        t0 = time.perf_counter() - self.elapsed
+        it = self.start_it
+        for it in range(self.start_it + 1, config.iterations + 1):
+            loss = self.step(it)
+            self.elapsed = time.perf_counter() - t0
+            out_of_time = config.time_limit_s is not None and self.elapsed >= config.time_limit_s
+            self.record(it, loss, validate_now=it % config.val_every == 0 or it == config.iterations or out_of_time)
+            if it % config.checkpoint_every == 0 or it == config.iterations or out_of_time:
+                self.save_last(it)
+            if out_of_time:
+                self.log(f"time limit reached after iteration {it} ({self.elapsed:.0f} s)")
+                break
+        if self.validate_fn is None:
+            self.best_it = it
+            self.save_best(it, float("nan"))
+        return TrainResult(iterations=it, best_val=self.best_val, best_iteration=self.best_it, seconds=self.elapsed,
+                           best_path=self.out_dir / "best.pt", history=self.history)
+
+    def step(self, it: int) -> float:
+        """One optimisation step at iteration ``it``; returns the loss."""
+        config = self.config
+        train_mode(self.model, config.freeze_norm)
+        batch = {k: v.to(self.device) for k, v in self.sampler.sample(config.batch_size).items()}
+        for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(config, it) * group["lr_scale"]
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(batch, model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(batch, self.model)
         if not torch.isfinite(loss):
             raise DataError(f"training diverged: loss is {loss.item()} at iteration {it}")
         loss.backward()
         if math.isfinite(config.max_grad_norm):
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        elapsed = time.perf_counter() - t0
-        row: Dict[str, float] = {"iteration": it, "loss": float(loss.item()), "val": "", "seconds": round(elapsed, 2)}
-        out_of_time = config.time_limit_s is not None and elapsed >= config.time_limit_s
-        if validate is not None and (it % config.val_every == 0 or it == config.iterations or out_of_time):
-            model.eval()
-            with torch.no_grad():
-                val = float(validate(model))
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+        self.optimizer.step()
+        return float(loss.item())
+
+    def record(self, it: int, loss: float, validate_now: bool) -> None:
+        """Append the iteration to the history; validate (and keep the best weights) when it is time."""
+        row: Dict[str, float] = {"iteration": it, "loss": loss, "val": "", "seconds": round(self.elapsed, 2)}
+        if self.validate_fn is not None and validate_now:
+            val = self.validate()
             row["val"] = val
-            if val < best_val:
-                best_val, best_it = val, it
-                save_best(it, val)
-            log(f"iteration {it}: loss {row['loss']:.5f}, val {val:.6g} (best {best_val:.6g} at {best_it}), {elapsed:.0f} s")
-        history.append(row)
-        if it % config.checkpoint_every == 0 or it == config.iterations or out_of_time:
-            save_last(it)
-        if out_of_time:
-            log(f"time limit reached after iteration {it} ({elapsed:.0f} s)")
-            break
-    if validate is None:
-        best_it = it
-        save_best(it, float("nan"))
-    return TrainResult(iterations=it, best_val=best_val, best_iteration=best_it, seconds=elapsed, best_path=out_dir / "best.pt", history=history)
+            if val < self.best_val:
+                self.best_val, self.best_it = val, it
+                self.save_best(it, val)
+            self.log(f"iteration {it}: loss {row['loss']:.5f}, val {val:.6g} (best {self.best_val:.6g} at {self.best_it}), "
+                     f"{self.elapsed:.0f} s")
+        self.history.append(row)
 
 
 def load_best(model: nn.Module, path: str | Path) -> Dict[str, Any]:
