@@ -383,7 +383,8 @@ def run_cmd(method_name, dataset, resolutions, sigmas, noise_kind, param_items, 
         log=_log(quiet))
     click.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if not quiet:
-        click.echo(f"per-shape results: {Path(out_dir or Path('runs') / method_name) / 'per_shape.csv'}", err=True)
+        unit = "scan" if "plane_res" in frame.columns else "shape"  # a dataset of real scans has no GT: per_scan.csv
+        click.echo(f"per-{unit} results: {Path(out_dir or Path('runs') / method_name) / f'per_{unit}.csv'}", err=True)
 
 
 def _log(quiet: bool):
