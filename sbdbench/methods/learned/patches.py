@@ -115,6 +115,27 @@ def merge_stitch(denoised_patches: torch.Tensor, patch_idx: torch.Tensor, points
     return out
 
 
+#: working bytes per input point of a whole-cloud patch pass (3 seeds per point: indices, patches, outputs, the
+#: FPS pool and its KD-tree; docs/scaling.md), besides the method's ``memory_mb`` patch batches
+PATCH_BYTES_PER_POINT = 400.0
+
+
+def patch_block_settings(method, unit_points, noise_level: Optional[float], passes: int, fixed):
+    """:class:`~sbdbench.methods.base.BlockSettings` of a patch method: a point's output depends on the patches
+    that contain it, whose points lie within two patch radii (the 99.9 % quantile of the distance to the
+    ``patch_size``-th neighbour, × 1.25), once per pass."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from sbdbench.methods.base import BlockSettings
+
+    patch = min(int(method.patch_size), len(unit_points))
+    centres = unit_points[:: max(1, len(unit_points) // 2000)]
+    dist, _ = cKDTree(unit_points).query(centres, k=patch, workers=-1)
+    radius = float(np.quantile(np.asarray(dist).reshape(len(centres), -1)[:, -1], 0.999)) * 1.25
+    return BlockSettings(fixed, 2.0 * int(passes) * radius, PATCH_BYTES_PER_POINT, noise_level)
+
+
 def patch_based_denoise(
     points: torch.Tensor,
     routine: PatchRoutine,

@@ -38,7 +38,7 @@ from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.diffusion import SCHEDULE_KINDS, Schedule, make_schedule, reverse_step_data
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
-from sbdbench.methods.learned.patches import interleaved_subsets, patch_based_denoise, patches_per_batch
+from sbdbench.methods.learned.patches import interleaved_subsets, patch_based_denoise, patch_block_settings, patches_per_batch
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.score_net import FoldedScoreNet
 
@@ -197,6 +197,17 @@ class SBD(WeightsDigestMixin, Denoiser):
         if self.schedule not in SCHEDULE_KINDS:
             raise InputError(f"sbd: unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULE_KINDS)})")
         return make_schedule(T=int(self.T), kind=self.schedule, sigma_min=float(self.sigma_min), sigma_max=float(self.sigma_max))
+
+    @property
+    def block_merge(self) -> str:
+        """FPS merges pool the blocks and FPS back to N; stitching is 1:1, so each core point keeps its output."""
+        return "own" if self.merge == "stitch" else "pool"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """σ of the whole cloud for the first pass (later passes re-estimate it per block, as per cloud); overlap
+        two patch radii per pass."""
+        sigma = noise_level if noise_level is not None else estimate_noise_level(unit_points)
+        return patch_block_settings(self, unit_points, sigma, int(self.niters), type(self)(**self.get_params()))
 
     def _networks(self):
         key = (str(self.weights), str(self.device))

@@ -25,7 +25,7 @@ from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.feature_net import FeatureNet
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
-from sbdbench.methods.learned.patches import patch_based_denoise, patches_per_batch
+from sbdbench.methods.learned.patches import patch_based_denoise, patch_block_settings, patches_per_batch
 from sbdbench.methods.learned.score_net import FoldedScoreNet
 
 #: working memory of one patch point during gradient ascent (4 neighbours × 5·128 floats × a few buffers).
@@ -131,6 +131,18 @@ class ScoreDenoise(WeightsDigestMixin, Denoiser):
         self.patch_size = patch_size
         self.seed_k = seed_k
         self.memory_mb = memory_mb
+
+    @property
+    def block_merge(self) -> str:
+        """FPS merges pool the blocks and FPS back to N; stitching is 1:1, so each core point keeps its output."""
+        return "own" if self.merge == "stitch" else "pool"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """The passes fixed from the whole cloud's σ (given or estimated once); overlap two patch radii per pass."""
+        sigma = noise_level if noise_level is not None else estimate_noise_level(unit_points)
+        niters = int(self.niters) if self.niters is not None else passes_for_noise(sigma)
+        fixed = ScoreDenoise(**{**self.get_params(), "niters": niters})
+        return patch_block_settings(self, unit_points, sigma, niters, fixed)
 
     # --- model ------------------------------------------------------------------------------------
     def load(self) -> Tuple[ScoreDenoiseModel, FoldedScoreNet, float]:
