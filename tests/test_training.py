@@ -121,3 +121,16 @@ def test_zero_output_start_and_scaled_output_rate(tmp_path, monkeypatch):
     weights, meta = load_checkpoint(result.best_path)
     assert weights["score_net.conv_out.weight"].abs().sum() > 0  # it trained away from zero
     assert meta["config"]["extra"]["zero_output"] is True and meta["config"]["output_lr_scale"] == 0.1
+
+
+def test_recipe_options_are_one_value_and_unknown_ones_are_refused():
+    from sbdbench.errors import InputError
+    from sbdbench.methods.learned.training import RECIPES, recipe_options, run_recipe
+
+    shared, own = recipe_options("sbd", RECIPES["sbd"], {"iterations": 3, "noise_max": 0.03, "loss": "score", "sigma_min": 0.004})
+    assert (shared.iterations, shared.noise_range, shared.out_dir) == (3, (0.005, 0.03), "train_sbd")
+    assert (own.loss, own.sigma_min) == ("score", 0.004)  # sigma_min is the schedule's for sbd ...
+    shared, own = recipe_options("score", RECIPES["score"], {"sigma_min": 0.01})
+    assert shared.noise_range == (0.01, 0.02) and own is None  # ... and the training noise for score
+    with pytest.raises(InputError, match="unknown option.*loss"):
+        run_recipe("score", loss="sbd")

@@ -122,6 +122,73 @@ INIT_PROVENANCE_OFFICIAL = ("fine-tuned from ScoreDenoise's released checkpoint 
                             "pretrained/ckpt.pt, MIT licence: sbdbench/weights/LICENSE-score-denoise)")
 
 
+@dataclass(frozen=True)
+class RecipeOptions:
+    """The options both patch recipes share, so "the same data and budget" holds by construction: built once by
+    ``sbdbench train`` (or :func:`~sbdbench.methods.learned.training.run_recipe`) and read by the recipe.
+
+    Fields:
+        dataset: a dataset with ``train`` and ``val`` splits (default: the offline ``synth``), or several
+            (``"synth,punet"``: train patches pooled, val from those that have a val split).
+        out_dir: the run's folder (checkpoints, loss curve, ``best.pt``).
+        init: start from trained networks (``official``, ``project``, ``scratch`` or a path) instead of random
+            weights; the optimiser defaults then switch to fine-tuning (:data:`FINE_TUNE_OPTIMISER`).
+        iterations, batch_size, patches_per_cloud, patch_size: the budget (patches per batch; patches cut per
+            noisy draw; points per patch).
+        noise_range: training noise σ ~ U(noise_range) (ScoreDenoise: 0.5 %–2 %).
+        lr, lr_final, warmup, output_lr_scale, zero_output, freeze_norm: the optimiser (:data:`DEFAULT`: the default
+            for the start, :func:`optimiser_options`).
+        val_every, val_sigma, val_batches: validation on ``val_batches`` fixed batches of val patches at ``val_sigma``.
+        resolutions: the clouds' point counts to cut patches from (None: every resolution of the train split).
+        device, threads, seed, time_limit_s: where and how long it runs.
+        install: copy the best weights into the package (``sbdbench/weights/<method>_project.pt``) at the end.
+    """
+
+    dataset: Any = "synth"
+    out_dir: Any = "train_out"
+    init: Optional[str] = None
+    iterations: int = 1600
+    batch_size: int = 8
+    patches_per_cloud: int = 4
+    patch_size: int = 1000
+    noise_range: Tuple[float, float] = (0.005, 0.02)
+    lr: Any = DEFAULT
+    lr_final: Any = DEFAULT
+    warmup: Any = DEFAULT
+    output_lr_scale: Any = DEFAULT
+    zero_output: Any = DEFAULT
+    freeze_norm: Any = DEFAULT
+    val_every: int = 100
+    val_sigma: float = 0.015
+    val_batches: int = 4
+    resolutions: Optional[Sequence[int]] = None
+    device: str = "cpu"
+    threads: Optional[int] = None
+    seed: int = 2020
+    time_limit_s: Optional[float] = None
+    install: bool = False
+
+    def optimiser(self) -> Dict[str, Any]:
+        """The optimiser settings of this run (:func:`optimiser_options` for its start)."""
+        return optimiser_options(self.init, {"lr": self.lr, "lr_final": self.lr_final, "warmup": self.warmup,
+                                             "output_lr_scale": self.output_lr_scale, "zero_output": self.zero_output,
+                                             "freeze_norm": self.freeze_norm})
+
+    def data(self) -> PatchData:
+        """The training patches and fixed val batches (:func:`patch_data`)."""
+        return patch_data(self.dataset, self.resolutions, patch_size=self.patch_size, noise_range=tuple(self.noise_range),
+                          patches_per_cloud=self.patches_per_cloud, batch_size=self.batch_size, val_batches=self.val_batches,
+                          val_sigma=self.val_sigma, seed=self.seed)
+
+    def trainer_config(self, optimiser: Dict[str, Any], start: Dict[str, Any], **extra: Any) -> TrainConfig:
+        """The trainer configuration: these options, the recipe's own ``extra`` and the start record (a warm start)."""
+        common = {"patches_per_cloud": self.patches_per_cloud, "patch_size": self.patch_size,
+                  "sigma_range": [float(x) for x in self.noise_range], "val_sigma": self.val_sigma, "val_batches": self.val_batches}
+        return recipe_config(out_dir=self.out_dir, iterations=self.iterations, batch_size=self.batch_size, optimiser=optimiser,
+                             val_every=self.val_every, seed=self.seed, device=self.device, threads=self.threads,
+                             time_limit_s=self.time_limit_s, extra={**common, **extra, **({"start": start} if self.init else {})})
+
+
 def recipe_config(*, out_dir: str | Path, iterations: int, batch_size: int, optimiser: Dict[str, Any], val_every: int, seed: int,
                   device: str, threads: Optional[int], time_limit_s: Optional[float], extra: Dict[str, Any]) -> TrainConfig:
     """The trainer configuration of a recipe (checkpoints at least every 50 iterations); ``optimiser`` is

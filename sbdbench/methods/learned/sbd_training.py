@@ -22,8 +22,8 @@ Chamfer distance to the clean patch (×10⁴).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import torch
 
@@ -31,7 +31,7 @@ from sbdbench.errors import InputError
 from sbdbench.methods.learned.diffusion import INTERMEDIATES, LOSSES, Schedule, displacement_loss, marginal_intermediate, nearest_intermediate
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
-from sbdbench.methods.learned.patch_recipe import DEFAULT, install_best, optimiser_options, patch_data, recipe_config, start_model
+from sbdbench.methods.learned.patch_recipe import RecipeOptions, install_best, start_model
 from sbdbench.methods.learned.training import TrainResult, register_recipe
 
 
@@ -115,89 +115,62 @@ def validation_cd(model: ScoreDenoiseModel, val_set, schedule: Schedule, device:
     return total / max(1, count)
 
 
-@register_recipe("sbd")
-def train_sbd(
-    *,
-    dataset: str | Sequence[str] = "synth",
-    out_dir: str | Path = "train_sbd",
-    init: Optional[str] = None,
-    loss: str = "sbd",
-    intermediate: str = "marginal",
-    T: Optional[int] = None,
-    schedule: Optional[str] = None,
-    sigma_min: Optional[float] = None,
-    sigma_max: Optional[float] = None,
-    iterations: int = 1600,
-    batch_size: int = 8,
-    patches_per_cloud: int = 4,
-    patch_size: int = 1000,
-    noise_min: float = 0.005,
-    noise_max: float = 0.02,
-    lr: float | str = DEFAULT,
-    lr_final: Optional[float] | str = DEFAULT,
-    warmup: int | str = DEFAULT,
-    output_lr_scale: float | str = DEFAULT,
-    zero_output: bool | str = DEFAULT,
-    freeze_norm: bool | str = DEFAULT,
-    val_every: int = 100,
-    val_sigma: float = 0.015,
-    val_batches: int = 4,
-    resolutions: Optional[Sequence[int]] = None,
-    device: str = "cpu",
-    threads: Optional[int] = None,
-    seed: int = 2020,
-    time_limit_s: Optional[float] = None,
-    install: bool = False,
-    log=print,
-    **unused,
-) -> TrainResult:
-    """Train SBD's networks (same data, sampler, optimiser and budget options as ``score``'s recipe).
+@dataclass(frozen=True)
+class SBDRecipe:
+    """What only SBD's recipe sets: the loss (``sbd``: the note's weighting, ``score``), the intermediate strategy
+    (``marginal``, ``nearest``) and the schedule (T, kind, σ range; None: the method's)."""
 
-    ``loss`` ∈ {sbd, score}, ``intermediate`` ∈ {marginal, nearest}; T/schedule/sigma_min/sigma_max
-    set the schedule (default: the method's). ``noise_min/noise_max``: training noise range (0.5–2 %).
-    ``init`` starts from trained networks (``official``: ScoreDenoise's release; ``project``, ``scratch``, a path)
-    with the fine-tuning optimiser defaults (``patch_recipe.FINE_TUNE_OPTIMISER``); None trains from random weights.
-    The best weights (by :func:`validation_cd` on the val split) are ``<out_dir>/best.pt``;
-    ``install=True`` copies them to ``sbdbench/weights/sbd_project.pt``.
+    loss: str = "sbd"
+    intermediate: str = "marginal"
+    T: Optional[int] = None
+    schedule: Optional[str] = None
+    sigma_min: Optional[float] = None
+    sigma_max: Optional[float] = None
+
+    def checked_schedule(self) -> Schedule:
+        from sbdbench.methods.learned.sbd import schedule_from_params
+
+        if self.loss not in LOSSES:
+            raise InputError(f"sbd: unknown loss {self.loss!r} (choose from {', '.join(LOSSES)})")
+        if self.intermediate not in INTERMEDIATES:
+            raise InputError(f"sbd: unknown intermediate strategy {self.intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
+        given = {"T": self.T, "schedule": self.schedule, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
+        return schedule_from_params({k: v for k, v in given.items() if v is not None})
+
+
+@register_recipe("sbd", specific=SBDRecipe, noise_keys=("noise_min", "noise_max"))
+def train_sbd(options: RecipeOptions, sbd: SBDRecipe = SBDRecipe(), *, log=print) -> TrainResult:
+    """Train SBD's networks (the same data, sampler, optimiser and budget options as ``score``'s recipe).
+
+    ``options`` (:class:`~sbdbench.methods.learned.patch_recipe.RecipeOptions`): data, budget, start and optimiser
+    (``init`` starts from trained networks with the fine-tuning defaults; ``sbdbench train --method sbd`` names the
+    noise range ``noise_min``/``noise_max``, since ``sigma_min``/``sigma_max`` are the schedule's). ``sbd``: the loss,
+    the intermediates and the schedule. The best weights (by :func:`validation_cd` on the val split) are
+    ``<out_dir>/best.pt``; ``options.install`` copies them to ``sbdbench/weights/sbd_project.pt``.
     """
-    from sbdbench.methods.learned.sbd import schedule_from_params
     from sbdbench.methods.learned.training import train
 
-    if unused:
-        extra = ", ".join(sorted(k for k, v in unused.items() if v is not None))
-        if extra:
-            log(f"sbd recipe: ignoring options {extra}")
-    if loss not in LOSSES:
-        raise InputError(f"sbd: unknown loss {loss!r} (choose from {', '.join(LOSSES)})")
-    if intermediate not in INTERMEDIATES:
-        raise InputError(f"sbd: unknown intermediate strategy {intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
-    sched_params = {k: v for k, v in {"T": T, "schedule": schedule, "sigma_min": sigma_min, "sigma_max": sigma_max}.items() if v is not None}
-    sched = schedule_from_params(sched_params)
-    optimiser = optimiser_options(init, {"lr": lr, "lr_final": lr_final, "warmup": warmup, "output_lr_scale": output_lr_scale,
-                                         "zero_output": zero_output, "freeze_norm": freeze_norm})
-    model, start = start_model(init, "sbd", seed, optimiser["zero_output"])
-    data = patch_data(dataset, resolutions, patch_size=patch_size, noise_range=(noise_min, noise_max), patches_per_cloud=patches_per_cloud,
-                      batch_size=batch_size, val_batches=val_batches, val_sigma=val_sigma, seed=seed)
+    sched = sbd.checked_schedule()
+    optimiser = options.optimiser()
+    model, start = start_model(options.init, "sbd", options.seed, optimiser["zero_output"])
+    data = options.data()
 
     def loss_fn(batch: Dict[str, torch.Tensor], model: ScoreDenoiseModel) -> torch.Tensor:
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
-        return sbd_batch_loss(batch, model, schedule=sched, loss=loss, intermediate=intermediate)
+        return sbd_batch_loss(batch, model, schedule=sched, loss=sbd.loss, intermediate=sbd.intermediate)
 
-    config = recipe_config(out_dir=out_dir, iterations=iterations, batch_size=batch_size, optimiser=optimiser, val_every=val_every,
-                           seed=seed, device=device, threads=threads, time_limit_s=time_limit_s,
-                           extra={"patches_per_cloud": patches_per_cloud, "patch_size": patch_size, "sigma_range": [noise_min, noise_max],
-                                  "val_sigma": val_sigma, "val_batches": val_batches, "loss": loss, "intermediate": intermediate,
-                                  **({"start": start} if init else {})})
+    config = options.trainer_config(optimiser, start, loss=sbd.loss, intermediate=sbd.intermediate)
     meta = {
         "method": "sbd",
-        "loss": loss,
-        "intermediate": intermediate,
+        "loss": sbd.loss,
+        "intermediate": sbd.intermediate,
         "schedule": sched.describe(),
         "recipe": "SBD: ScoreDenoise patches/frames on diffusion intermediates x_a^t, t ~ U{2..t*(sigma)}, val = CD of the SBD chain",
         **data.meta(),
         **start,
     }
-    result = train(model, loss_fn, data.sampler, config, validate=lambda m: validation_cd(m, data.val_set, sched, device), meta=meta, log=log)
-    if install:
+    result = train(model, loss_fn, data.sampler, config, validate=lambda m: validation_cd(m, data.val_set, sched, options.device),
+                   meta=meta, log=log)
+    if options.install:
         install_best(result, "sbd", log)
     return result

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -331,23 +331,59 @@ def load_best(model: nn.Module, path: str | Path) -> Dict[str, Any]:
 
 # --- recipes: one per trainable method (``sbdbench train --method NAME``) ---------------------------
 #: name → function(**options) -> TrainResult. ``score`` registers itself in ``score_training.py``.
-RECIPES: Dict[str, Callable[..., TrainResult]] = {}
+@dataclass(frozen=True)
+class Recipe:
+    """A registered training recipe: its function, the dataclass of its own options (None: it has none), and the
+    names under which ``sbdbench train --param`` gives its training-noise range."""
+
+    train: Callable[..., TrainResult]
+    specific: Optional[type] = None
+    noise_keys: Tuple[str, str] = ("noise_min", "noise_max")
 
 
-def register_recipe(name: str) -> Callable:
-    """Decorator: make a training function available as ``sbdbench train --method name``."""
+RECIPES: Dict[str, Recipe] = {}
+
+
+def register_recipe(name: str, *, specific: Optional[type] = None, noise_keys: Tuple[str, str] = ("noise_min", "noise_max")) -> Callable:
+    """Decorator: make ``fn(options: RecipeOptions[, specific], *, log)`` available as ``sbdbench train --method name``."""
 
     def deco(fn: Callable[..., TrainResult]) -> Callable[..., TrainResult]:
-        RECIPES[name] = fn
+        RECIPES[name] = Recipe(fn, specific, noise_keys)
         return fn
 
     return deco
 
 
-def run_recipe(method: str, **options: Any) -> TrainResult:
-    """Run the training recipe of ``method`` (import of ``sbdbench.methods.learned`` registers them)."""
+def run_recipe(method: str, *, log: Callable[[str], None] = print, **options: Any) -> TrainResult:
+    """Run the training recipe of ``method`` with options given by name: the shared ones
+    (:class:`~sbdbench.methods.learned.patch_recipe.RecipeOptions`), the recipe's own, and its noise-range keys.
+    An option neither knows is a one-line error."""
     import sbdbench.methods.learned  # noqa: F401  (registers the recipes)
 
     if method not in RECIPES:
         raise InputError(f"no training recipe for method {method!r} (trainable: {', '.join(sorted(RECIPES)) or 'none'})")
-    return RECIPES[method](**options)
+    recipe = RECIPES[method]
+    shared, specific = recipe_options(method, recipe, options)
+    return recipe.train(shared, specific, log=log) if recipe.specific else recipe.train(shared, log=log)
+
+
+def recipe_options(method: str, recipe: Recipe, options: Dict[str, Any]):
+    """(the shared :class:`RecipeOptions`, the recipe's own options or None) from options given by name."""
+    from dataclasses import fields
+
+    from sbdbench.methods.learned.patch_recipe import RecipeOptions
+
+    given = {k: v for k, v in options.items() if v is not None or k in ("lr_final", "init", "threads", "time_limit_s", "resolutions")}
+    low, high = (given.pop(k, None) for k in recipe.noise_keys)
+    shared_names = {f.name for f in fields(RecipeOptions)} - {"noise_range"}
+    own_names = {f.name for f in fields(recipe.specific)} if recipe.specific else set()
+    unknown = sorted(set(given) - shared_names - own_names)
+    if unknown:
+        raise InputError(f"train --method {method}: unknown option(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(shared_names | own_names | set(recipe.noise_keys)))})")
+    shared = {k: v for k, v in given.items() if k in shared_names}
+    default = RecipeOptions().noise_range
+    shared["noise_range"] = (default[0] if low is None else float(low), default[1] if high is None else float(high))
+    shared.setdefault("out_dir", f"train_{method}")
+    own = recipe.specific(**{k: v for k, v in given.items() if k in own_names}) if recipe.specific else None
+    return RecipeOptions(**shared), own
