@@ -399,15 +399,28 @@ def _log(quiet: bool):
 @click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
 @sigma_option(help="Noise σ as a fraction of the cloud's radius, e.g. 2% or 0.02, if known (else estimated).")
 @click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings.")
-@quiet_option("Print only the result line (not the σ and the frozen cell used).")
-def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, quiet) -> None:
+@click.option("--max-memory", "max_memory", default=None, metavar="SIZE",
+              help="Cap the working memory (e.g. 2GB, 512MB): large clouds are denoised in overlapping spatial blocks.")
+@click.option("--drop-invalid", is_flag=True, help="Drop points with NaN/Inf coordinates (and say how many) instead of refusing the file.")
+@quiet_option("Print only the result line (no progress, not the σ and the frozen cell used).")
+def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, max_memory, drop_invalid, quiet) -> None:
     """Denoise one point cloud file (.xyz/.txt/.pts/.csv, .ply, .npy, .pcd, .las/.laz): IN_PATH in, OUT_PATH out
     (a file), same frame and precision; per-point attributes (normals, colours, intensity) are carried when the
     method keeps the point count (docs/io-formats.md)."""
+    from sbdbench.bench.progress import PointProgress
+    from sbdbench.methods.blocks import parse_memory
     from sbdbench.methods.files import denoise_file
 
-    info = denoise_file(in_path, out_path, method_name, params=method_params(param_items), noise_level=sigma,
-                        use_frozen=not defaults)
+    cap = parse_memory(max_memory) if max_memory is not None else None
+    progress = None if quiet else PointProgress(lambda m: click.echo(m, err=True), f"denoise {method_name}")
+    try:
+        info = denoise_file(in_path, out_path, method_name, params=method_params(param_items), noise_level=sigma,
+                            use_frozen=not defaults, max_memory_mb=cap, drop_invalid=drop_invalid, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if info.get("dropped"):
+        click.echo(f"dropped {info['dropped']} point(s) with NaN/Inf coordinates (--drop-invalid)", err=True)
     for line in (info.get("warning"), info.get("attributes_note")):
         if line:
             click.echo(line, err=True)
@@ -416,7 +429,12 @@ def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, qu
         if info.get("attributes"):
             click.echo(f"attributes carried: {' '.join(info['attributes'])}", err=True)
     params = ", ".join(f"{k}={v!r}" for k, v in info["params"].items())
-    click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s ({params}) -> {info['out']}")
+    rate = f", {info['points_per_second']:,.0f} points/s" if info["n_in"] >= LARGE_INPUT_POINTS else ""
+    click.echo(f"{method_name}: {info['n_in']} -> {info['n_out']} points in {info['seconds']:.2f} s{rate} ({params}) -> {info['out']}")
+
+
+#: from this many points on, ``denoise`` reports its speed (points per second)
+LARGE_INPUT_POINTS = 100_000
 
 
 def _settings_line(info) -> str:

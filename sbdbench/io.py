@@ -42,8 +42,11 @@ def _existing_file(path) -> Path:
     return path
 
 
-def read_cloud(path: str | os.PathLike) -> PointCloudData:
+def read_cloud(path: str | os.PathLike, *, drop_invalid: bool = False) -> PointCloudData:
     """Read a point cloud with its per-point attributes (:class:`~sbdbench.io_cloud.PointCloudData`).
+
+    Points with NaN/Inf coordinates are a one-line :class:`InputError`, unless ``drop_invalid``: then they are
+    dropped with their attributes and ``cloud.dropped`` says how many (a LAS record is then not kept).
 
     ``xyz`` is (N, 3) float64, ``xyz_dtype`` the precision the file held, ``attributes`` the other columns,
     fields or properties (intensity, normals, colours, …) in their stored types. See docs/io-formats.md.
@@ -66,7 +69,13 @@ def read_cloud(path: str | os.PathLike) -> PointCloudData:
         cloud = read_las_cloud(path)
     else:
         raise InputError(f"{path}: unknown point-cloud format {suffix!r} (use one of {', '.join(POINT_FORMATS)})")
-    cloud.xyz = check_points(cloud.xyz, name=str(path))
+    if drop_invalid:
+        cloud = cloud.finite_only()
+    try:
+        cloud.xyz = check_points(cloud.xyz, name=str(path))
+    except InputError as exc:
+        hint = "; pass --drop-invalid to drop them" if "NaN/Inf" in str(exc) else ""
+        raise InputError(f"{exc}{hint}") from None
     return cloud
 
 

@@ -41,6 +41,8 @@ class PointCloudData:
     #: the reader's own record (the laspy ``LasData`` of a .las/.laz file), so that a writer of the same
     #: format keeps what the attributes cannot say (scales, offsets, CRS); None for other formats.
     native: Optional[Any] = None
+    #: how many points with NaN/Inf coordinates the reader dropped (``read_cloud(..., drop_invalid=True)``)
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -48,6 +50,18 @@ class PointCloudData:
     def xyz_only(self) -> "PointCloudData":
         """The same cloud without attributes or native record (what a count-changing method's output gets)."""
         return PointCloudData(self.xyz, {}, self.xyz_dtype, None)
+
+    def finite_only(self) -> "PointCloudData":
+        """The points whose x y z are all finite, with their attributes; ``dropped`` counts the others (a LAS
+        record cannot be cut row by row here, so it is dropped when any point is)."""
+        xyz = np.asarray(self.xyz)
+        if xyz.ndim != 2 or xyz.dtype.kind not in "iuf":
+            return self  # check_points refuses it with its own message
+        keep = np.isfinite(xyz).all(axis=1)
+        if keep.all():
+            return self
+        attributes = {name: values[keep] for name, values in self.attributes.items()}
+        return PointCloudData(self.xyz[keep], attributes, self.xyz_dtype, None, int((~keep).sum()))
 
     def with_xyz(self, xyz: np.ndarray) -> "PointCloudData":
         """New positions for the same points: point i keeps its attributes (len(xyz) must be N)."""

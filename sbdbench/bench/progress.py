@@ -140,3 +140,34 @@ class CellWatch:
         from sbdbench.bench.journal import CellJournal
 
         return CellJournal(self.journals, cell.key).count()
+
+
+class PointProgress:
+    """``progress(done, total)`` of one denoise, in points: a tqdm bar with an ETA on a terminal, else a plain line
+    at most every ``min_interval_s`` (and none for work that ends sooner)."""
+
+    def __init__(self, log: Callable[[str], None], label: str, *, tty: Optional[bool] = None, min_interval_s: float = 30.0):
+        self.log, self.label = log, label
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.min_interval_s = min_interval_s
+        self.started = self.last_line = time.monotonic()
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=int(total), desc=self.label, unit="pt", unit_scale=True, leave=False, file=sys.stderr)
+            self.bar.update(int(done) - self.bar.n)
+            return
+        now = time.monotonic()
+        if done >= total or now - self.last_line < self.min_interval_s:
+            return
+        self.last_line = now
+        eta = (now - self.started) / max(done, 1) * (total - done)
+        self.log(f"  {self.label}: {done}/{total} points ({100 * done / total:.0f} %), ETA {format_seconds(eta)}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
