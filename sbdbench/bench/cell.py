@@ -94,22 +94,9 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
             matches the dataset's manifest (:mod:`sbdbench.data.integrity`).
     """
     from sbdbench.data.integrity import check_cell_inputs
-    from sbdbench.io import write_points
-    from sbdbench.metrics import evaluate_shape
 
-    all_shapes = dataset.shapes("test")
-    if shapes is None:
-        shapes = all_shapes
-    else:
-        for s in shapes:
-            dataset.check_shape(s, "test")
-    if not shapes:
-        raise DataError(f"dataset {dataset.name!r} has no test shapes")
-    noisy_dir = dataset.noisy_dir(n_points, sigma, noise)
-    if not noisy_dir.is_dir():
-        levels = dataset.noise_levels(n_points, noise)
-        raise DataError(f"dataset {dataset.name!r} has no noisy inputs at N={int(n_points)}, σ={sigma:g}, noise={noise} "
-                        f"({noisy_dir} is absent; σ available at this N: {', '.join(f'{x:g}' for x in levels) or 'none'})")
+    shapes = _cell_shapes(dataset, shapes)
+    _check_noisy_dir(dataset, n_points, sigma, noise)
     check_cell_inputs(dataset, n_points, sigma, noise, shapes)  # a file changed since the build is refused, not scored
     iterator = shapes
     if progress:
@@ -118,26 +105,64 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         iterator = tqdm(shapes, desc=f"{method.name} {int(n_points)} {sigma:g}", unit="shape", leave=False)
     records = []
     for shape in iterator:
-        noisy = dataset.load_noisy(shape, n_points, sigma, noise)
-        try:
-            pred, seconds, peak_mb = denoise_measured(method, noisy, sigma, device)
-        except Exception as exc:
-            raise CellError(f"method {method.name!r} failed on shape {shape!r} (N={int(n_points)}, σ={sigma:g}): "
-                            f"{type(exc).__name__}: {exc}") from exc
-        if pred.ndim != 2 or pred.shape[1] != 3 or len(pred) == 0 or not np.isfinite(pred).all():
-            raise CellError(f"method {method.name!r} returned invalid points on shape {shape!r} (N={int(n_points)}, σ={sigma:g})")
-        if out_dir is not None:
-            write_points(Path(out_dir) / f"{shape}.xyz", pred)
-        gt = dataset.load_clean(shape, n_points, "test")
-        verts, faces = dataset.load_mesh(shape, "test")
-        metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
-        record = {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
-                  "n_out": int(len(pred)), **{k: float(metrics[k]) for k in METRICS},
-                  "seconds": float(seconds), "peak_mem_mb": None if peak_mb is None else float(peak_mb)}
+        record = _run_shape(method, dataset, shape, n_points, sigma, noise, out_dir, device, metrics_device)
         records.append(record)
         if on_shape is not None:
             on_shape(record)
     return records
+
+
+def _checked_resolutions(ds, resolutions: Optional[Sequence[int]]) -> List[int]:
+    """The resolutions to run: those given (each must have test clouds), else all the dataset has."""
+    available = ds.resolutions("test")
+    for n in resolutions or ():
+        if n not in available:
+            raise DataError(f"dataset {ds.name!r} has no {n}-point test clouds (available: {', '.join(map(str, available)) or 'none'})")
+    return list(resolutions) if resolutions else available
+
+
+def _cell_shapes(dataset, shapes: Optional[Sequence[str]]) -> List[str]:
+    """The cell's test shapes: all of them, or the subset named (each checked)."""
+    if shapes is None:
+        shapes = dataset.shapes("test")
+    else:
+        for s in shapes:
+            dataset.check_shape(s, "test")
+    if not shapes:
+        raise DataError(f"dataset {dataset.name!r} has no test shapes")
+    return list(shapes)
+
+
+def _check_noisy_dir(dataset, n_points: int, sigma: float, noise: str) -> None:
+    noisy_dir = dataset.noisy_dir(n_points, sigma, noise)
+    if not noisy_dir.is_dir():
+        levels = dataset.noise_levels(n_points, noise)
+        raise DataError(f"dataset {dataset.name!r} has no noisy inputs at N={int(n_points)}, σ={sigma:g}, noise={noise} "
+                        f"({noisy_dir} is absent; σ available at this N: {', '.join(f'{x:g}' for x in levels) or 'none'})")
+
+
+def _run_shape(method, dataset, shape: str, n_points: int, sigma: float, noise: str, out_dir: Optional[Path], device: str,
+               metrics_device: Optional[str]) -> Dict:
+    """Denoise one shape's noisy input, write it (when ``out_dir``), score it: its record (:data:`RECORD_KEYS`)."""
+    from sbdbench.io import write_points
+    from sbdbench.metrics import evaluate_shape
+
+    noisy = dataset.load_noisy(shape, n_points, sigma, noise)
+    try:
+        pred, seconds, peak_mb = denoise_measured(method, noisy, sigma, device)
+    except Exception as exc:
+        raise CellError(f"method {method.name!r} failed on shape {shape!r} (N={int(n_points)}, σ={sigma:g}): "
+                        f"{type(exc).__name__}: {exc}") from exc
+    if pred.ndim != 2 or pred.shape[1] != 3 or len(pred) == 0 or not np.isfinite(pred).all():
+        raise CellError(f"method {method.name!r} returned invalid points on shape {shape!r} (N={int(n_points)}, σ={sigma:g})")
+    if out_dir is not None:
+        write_points(Path(out_dir) / f"{shape}.xyz", pred)
+    gt = dataset.load_clean(shape, n_points, "test")
+    verts, faces = dataset.load_mesh(shape, "test")
+    metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
+    return {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
+            "n_out": int(len(pred)), **{k: float(metrics[k]) for k in METRICS},
+            "seconds": float(seconds), "peak_mem_mb": None if peak_mb is None else float(peak_mb)}
 
 
 # --- a whole method run (``sbdbench run``) ---------------------------------------------------------
@@ -184,11 +209,7 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
             raise DataError(f"dataset {ds.name!r} holds real scans (each its own N, unknown noise): drop --resolutions, "
                             "--sigmas and --noise-kind")
         return run_scans(method_name, ds, params=params, use_frozen=use_frozen, device=device, out=out, shapes=shapes, log=log)
-    available = ds.resolutions("test")
-    resolutions = list(resolutions) if resolutions else available
-    for n in resolutions:
-        if n not in available:
-            raise DataError(f"dataset {ds.name!r} has no {n}-point test clouds (available: {', '.join(map(str, available)) or 'none'})")
+    resolutions = _checked_resolutions(ds, resolutions)
     first = resolve_method(method_name, resolutions[0] if resolutions else 10000, None, device=device, overrides=params,
                            frozen=use_frozen)  # unknown parameters and bad values fail here, before any work
     if first.note:
