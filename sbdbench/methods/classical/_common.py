@@ -167,15 +167,16 @@ def diffusion_hops(steps: int) -> int:
     return int(min(steps, np.ceil(np.sqrt(steps)) + 1))
 
 
-def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float], hops: int, bytes_per_point: float):
+def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float], hops: int, bytes_factor: float = 1.0):
     """:class:`~sbdbench.methods.base.BlockSettings` of a kNN method with ``radius_scale``/``k``: k and σ fixed from
-    the whole cloud; the overlap is ``hops`` k-th-neighbour radii (each pass or step reaches one neighbourhood further)."""
+    the whole cloud; the overlap is ``hops`` k-th-neighbour radii (each pass or step reaches one neighbourhood further);
+    ``bytes_factor`` × :func:`knn_bytes_per_point` at that k is the working memory per point."""
     from sbdbench.methods.base import BlockSettings
 
     tree, centres = cKDTree(points), sample_centres(len(points))
     k, sigma, _ = neighbourhood(points, noise_level, method.radius_scale, method.k, tree, centres)
     fixed = type(method)(**{**method.get_params(), "k": k})
-    return BlockSettings(fixed, hops * knn_support(points, k, tree, centres), bytes_per_point, sigma)
+    return BlockSettings(fixed, hops * knn_support(points, k, tree, centres), bytes_factor * knn_bytes_per_point(fixed, points, k), sigma)
 
 
 # --- parameter checks (constructors store values as given; these run at denoise time) -------------

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_bytes_per_point, knn_self,
+from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_self,
                                                   local_frames, neighbourhood, sample_centres, with_self)
 
 
@@ -58,7 +58,7 @@ class Bilateral(Denoiser):
 
     def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
         """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
-        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), bytes_per_point=knn_bytes_per_point(self, unit_points))
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations))
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_bytes_per_point, knn_self, neighbourhood,
+from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_self, neighbourhood,
                                                   sample_centres)
 
 
@@ -84,7 +84,7 @@ class GraphLaplacianReg(Denoiser):
         per_update = 1 if gamma == 0 else int(np.ceil(np.log(self.block_tolerance) / np.log(gamma / (1.0 + gamma))))
         # the sparse matrix and CG vectors add about 3 (k, ·) arrays per point to the kNN pass
         return knn_block_settings(self, unit_points, noise_level, hops=int(self.graph_updates) * diffusion_hops(per_update),
-                                  bytes_per_point=2.5 * knn_bytes_per_point(self, unit_points))
+                                  bytes_factor=2.5)
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 3:

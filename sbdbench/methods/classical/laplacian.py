@@ -14,7 +14,7 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_bytes_per_point, knn_self, neighbourhood,
+from sbdbench.methods.classical._common import (check_float, check_int, diffusion_hops, knn_block_settings, knn_self, neighbourhood,
                                                   sample_centres)
 
 
@@ -59,7 +59,7 @@ class Laplacian(Denoiser):
     def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
         """k and σ of the whole cloud; every umbrella step reaches one k-neighbourhood further."""
         hops = diffusion_hops(int(self.iterations) * len(self._steps()))
-        return knn_block_settings(self, unit_points, noise_level, hops=hops, bytes_per_point=knn_bytes_per_point(self, unit_points))
+        return knn_block_settings(self, unit_points, noise_level, hops=hops)
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 2:
