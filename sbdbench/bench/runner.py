@@ -57,76 +57,99 @@ def run_cells(
     cell that an interrupted bench finished are not run again (``--rerun`` runs them again). ``progress``
     shows each cell's finished shapes and ETA (:mod:`sbdbench.bench.progress`)."""
     config = config or BenchConfig()
-    rerun = config.rerun
     t0 = time.perf_counter()
     summary = BenchSummary(cells=len(cells), db_path=str(store.path))
+    todo = _cells_to_run(cells, store, config.rerun, summary, log)
+    if todo:
+        journals = str(journal_folder(store.path))
+        if config.rerun:
+            for cell in todo:
+                CellJournal(journals, cell.key).discard()
+        pool = make_executor(config.executor, config.worker_count, config.scheduler)
+        log(f"running {len(todo)} cells on {pool.description}")
+        watch = CellWatch(progress, journals)
+        try:
+            _drive(pool, watch, _Recorder(store, summary, len(todo), config.rerun, journals, log), todo, progress is not None)
+        finally:
+            watch.close()
+            pool.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _cells_to_run(cells: Sequence[Cell], store: ResultsStore, rerun: bool, summary: BenchSummary, log) -> List[Cell]:
+    """The distinct cells not finished in the store (all of them with ``rerun``); counts the skipped ones."""
     unique = list({c.key: c for c in cells}.values())
     done = set() if rerun else store.finished_keys()
     todo = [c for c in unique if c.key not in done]
     summary.skipped = len(unique) - len(todo)
     if summary.skipped:
         log(f"{summary.skipped} of {len(unique)} cells already in the store: skipped")
-    if not todo:
-        summary.seconds = time.perf_counter() - t0
-        return summary
+    return todo
 
-    journals = str(journal_folder(store.path))
-    if rerun:
-        for cell in todo:
-            CellJournal(journals, cell.key).discard()
-    info = current_run_info()
-    pool = make_executor(config.executor, config.worker_count, config.scheduler)
-    log(f"running {len(todo)} cells on {pool.description}")
+
+def _drive(pool, watch: CellWatch, recorder: "_Recorder", todo: Sequence[Cell], polling: bool) -> None:
+    """Keep up to ``pool.capacity`` cells in flight; hand each outcome to ``recorder`` (which may ask for a retry)."""
     pending = deque((cell, 1) for cell in todo)
     in_flight = {}
-    first_start = {}
-    n_done = 0
-    watch = CellWatch(progress, journals)
-    try:
-        while pending or in_flight:
-            while pending and len(in_flight) < pool.capacity:
-                cell, attempt = pending.popleft()
-                first_start.setdefault(cell.key, utc_now())
-                in_flight[_submit(pool, watch, cell, attempt, journals)] = (cell, attempt)
-            finished = pool.wait_any(list(in_flight), timeout=POLL_S if progress is not None else None)
-            watch.poll([c for fut, (c, _) in in_flight.items() if fut not in finished])
-            for fut in finished:
-                cell, attempt = in_flight.pop(fut)
-                watch.finished(cell)
-                try:
-                    outcome: CellOutcome = fut.result()
-                except Exception as exc:  # the worker itself died (killed, out of memory, lost)
-                    outcome = CellOutcome(cell, error=f"worker failed: {type(exc).__name__}: {exc}", finished_at=utc_now())
-                if outcome.journal_dropped:
-                    log(f"warning: {cell.label}: dropped {outcome.journal_dropped} invalid journal line(s) "
-                        f"({outcome.journal_problem}); those shapes were run again")
-                if outcome.ok:
-                    run_id = store.record_finished(cell, outcome.records, info=info, attempts=attempt,
-                                                   started_at=first_start[cell.key], finished_at=outcome.finished_at,
-                                                   seconds=outcome.seconds, replace=rerun)
-                    CellJournal(journals, cell.key).discard()
-                    n_done += 1
-                    summary.finished += 1
-                    note = "" if run_id is not None else " (already stored by a concurrent bench)"
-                    if outcome.resumed_shapes:
-                        note += f" ({outcome.resumed_shapes} shapes from an interrupted run)"
-                    log(f"[{n_done}/{len(todo)}] {cell.label}: {len(outcome.records)} shapes in {outcome.seconds:.1f} s{note}")
-                elif attempt < MAX_ATTEMPTS:
-                    log(f"{cell.label}: failed ({_first_line(outcome.error)}); retrying once")
-                    pending.append((cell, attempt + 1))
-                else:
-                    store.record_failed(cell, outcome.error or "unknown error", info=info, attempts=attempt,
-                                        started_at=first_start[cell.key], finished_at=outcome.finished_at or utc_now(),
-                                        seconds=outcome.seconds)
-                    n_done += 1
-                    summary.failed += 1
-                    summary.failures.append(f"{cell.label}: {_first_line(outcome.error)}")
-                    log(f"[{n_done}/{len(todo)}] {cell.label}: FAILED twice, recorded: {_first_line(outcome.error)}")
-    finally:
-        watch.close()
-        pool.close()
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    while pending or in_flight:
+        while pending and len(in_flight) < pool.capacity:
+            cell, attempt = pending.popleft()
+            recorder.first_start.setdefault(cell.key, utc_now())
+            in_flight[_submit(pool, watch, cell, attempt, recorder.journals)] = (cell, attempt)
+        finished = pool.wait_any(list(in_flight), timeout=POLL_S if polling else None)
+        watch.poll([c for fut, (c, _) in in_flight.items() if fut not in finished])
+        for fut in finished:
+            cell, attempt = in_flight.pop(fut)
+            watch.finished(cell)
+            try:
+                outcome: CellOutcome = fut.result()
+            except Exception as exc:  # the worker itself died (killed, out of memory, lost)
+                outcome = CellOutcome(cell, error=f"worker failed: {type(exc).__name__}: {exc}", finished_at=utc_now())
+            if recorder.record(cell, attempt, outcome):
+                pending.append((cell, attempt + 1))
+
+
+class _Recorder:
+    """Stores each outcome as it comes back (one transaction per cell) and logs it; a failed cell is retried once."""
+
+    def __init__(self, store: ResultsStore, summary: BenchSummary, total: int, rerun: bool, journals: str, log) -> None:
+        self.store, self.summary, self.total, self.rerun, self.journals, self.log = store, summary, total, rerun, journals, log
+        self.info = current_run_info()
+        self.first_start: dict = {}
+        self.done = 0
+
+    def record(self, cell: Cell, attempt: int, outcome: CellOutcome) -> bool:
+        """Store ``outcome``; True when the cell should be tried again."""
+        if outcome.journal_dropped:
+            self.log(f"warning: {cell.label}: dropped {outcome.journal_dropped} invalid journal line(s) "
+                     f"({outcome.journal_problem}); those shapes were run again")
+        if outcome.ok:
+            self._finished(cell, attempt, outcome)
+            return False
+        if attempt < MAX_ATTEMPTS:
+            self.log(f"{cell.label}: failed ({_first_line(outcome.error)}); retrying once")
+            return True
+        self.store.record_failed(cell, outcome.error or "unknown error", info=self.info, attempts=attempt,
+                                 started_at=self.first_start[cell.key], finished_at=outcome.finished_at or utc_now(),
+                                 seconds=outcome.seconds)
+        self.done += 1
+        self.summary.failed += 1
+        self.summary.failures.append(f"{cell.label}: {_first_line(outcome.error)}")
+        self.log(f"[{self.done}/{self.total}] {cell.label}: FAILED twice, recorded: {_first_line(outcome.error)}")
+        return False
+
+    def _finished(self, cell: Cell, attempt: int, outcome: CellOutcome) -> None:
+        run_id = self.store.record_finished(cell, outcome.records, info=self.info, attempts=attempt,
+                                            started_at=self.first_start[cell.key], finished_at=outcome.finished_at,
+                                            seconds=outcome.seconds, replace=self.rerun)
+        CellJournal(self.journals, cell.key).discard()
+        self.done += 1
+        self.summary.finished += 1
+        note = "" if run_id is not None else " (already stored by a concurrent bench)"
+        if outcome.resumed_shapes:
+            note += f" ({outcome.resumed_shapes} shapes from an interrupted run)"
+        self.log(f"[{self.done}/{self.total}] {cell.label}: {len(outcome.records)} shapes in {outcome.seconds:.1f} s{note}")
 
 
 def _submit(pool, watch: CellWatch, cell: Cell, attempt: int, journals: str):
