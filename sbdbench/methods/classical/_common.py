@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
+from sbdbench.methods.noise_level import estimate_noise_level
 
 #: neighbourhood sizes are clipped to this range (a quadric fit needs ≥ 6; memory bounds the top).
 K_MIN, K_MAX = 8, 200
@@ -110,20 +111,11 @@ def mean_spacing(points: np.ndarray, tree: Optional[cKDTree] = None, centres: Op
     return max(r * math.sqrt(math.pi / k), 1e-9)
 
 
-def estimate_noise(points: np.ndarray, k: int = 32, tree: Optional[cKDTree] = None, centres: Optional[np.ndarray] = None) -> float:
-    """Noise σ̂ = median over points of sqrt(smallest eigenvalue of the kNN covariance).
-
-    Biased upward by curvature, but good enough to size neighbourhoods when σ is not given.
-    """
-    if len(points) < 4:
-        return 0.0
-    _, idx = knn_of(points, centres, k, tree)
-    own = np.arange(len(points)) if centres is None else centres
-    out = np.empty(len(idx))
-    for sl in chunks(len(idx)):
-        _, evals, _ = local_frames(points, np.concatenate([own[sl, None], idx[sl]], axis=1))
-        out[sl] = np.sqrt(np.clip(evals[:, 0], 0.0, None))
-    return float(np.median(out))
+def estimate_noise(points: np.ndarray, k: Optional[int] = None, tree: Optional[cKDTree] = None,
+                   centres: Optional[np.ndarray] = None) -> float:
+    """Noise σ̂ of a unit-sphere cloud: :func:`sbdbench.methods.noise_level.estimate_noise_level`, the project's one
+    estimator (``tree`` and ``centres`` are accepted for the callers' convenience; it samples its own centres)."""
+    return estimate_noise_level(points, k)
 
 
 def neighbourhood(points: np.ndarray, noise_level: Optional[float], radius_scale: float, k: Optional[int] = None,

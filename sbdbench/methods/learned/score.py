@@ -16,7 +16,6 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
@@ -27,6 +26,7 @@ from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
 from sbdbench.methods.learned.patches import patch_based_denoise, patch_block_settings, patches_per_batch
 from sbdbench.methods.learned.score_net import FoldedScoreNet
+from sbdbench.methods.noise_level import estimate_noise_level  # noqa: F401  (the one estimator; re-exported)
 
 #: working memory of one patch point during gradient ascent (4 neighbours × 5·128 floats × a few buffers).
 _BYTES_PER_PATCH_POINT = 4 * 4 * 128 * 12
@@ -64,30 +64,6 @@ def gradient_ascent(
             grads = torch.zeros_like(current).scatter_add_(1, nn_idx.reshape(b, p * denoise_knn, 1).expand(-1, -1, d), scores)
             current.add_(grads, alpha=step_size * step_decay**step)
     return current
-
-
-def estimate_noise_level(unit_points: np.ndarray, k: Optional[int] = None) -> float:
-    """A rough Gaussian σ of a cloud in the unit sphere, from local-plane residuals (used only to pick the pass count).
-
-    For every point, the smallest principal spread of its k nearest neighbours measures the noise
-    across the surface; the median over points, with a fixed correction for the sampled minimum, is returned.
-    ``k`` defaults to N/400 clipped to [16, 128], i.e. a neighbourhood of about the same size in the unit sphere.
-    """
-    pts = np.asarray(unit_points, dtype=np.float64)
-    if k is None:
-        k = int(np.clip(len(pts) / 400, 16, 128))
-    if len(pts) < k + 1:
-        return 0.0
-    step = max(1, len(pts) // 4000)  # a subsample of centres is plenty for one number
-    _, idx = cKDTree(pts).query(pts[::step], k=k)
-    nb = pts[idx] - pts[idx].mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", nb, nb) / k
-    smallest = np.linalg.eigvalsh(cov)[:, 0]
-    return float(np.sqrt(np.median(np.maximum(smallest, 0.0))) * _NOISE_CORRECTION)
-
-
-#: calibrated on evenly sampled spheres, tori and boxes (2K–50K points, σ = 1–3 %): the raw estimate is 0.67–0.98·σ.
-_NOISE_CORRECTION = 1.25
 
 
 def passes_for_noise(noise_level: float) -> int:
