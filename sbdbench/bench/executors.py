@@ -166,12 +166,9 @@ def _init_worker(threads: int, parent_pid: Optional[int] = None) -> None:
     if parent_pid is not None:
         _exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch.set_num_threads(threads)
 
 
 class ProcessPoolExecutor:

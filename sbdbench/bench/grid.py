@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sbdbench.errors import DataError, InputError, SbdbenchError
 from sbdbench.methods.params import canonical_spec, method_name, split_spec, typed_overrides
+from sbdbench.methods.settings import baselines_dir  # noqa: F401  (the frozen settings' folder; leaderboard reads it here)
 from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS, GAUSSIAN  # noqa: F401  (re-exported)
 
 DEFAULT_DATASETS: Tuple[str, ...] = ("synth",)
@@ -132,21 +133,6 @@ class Grid:
 
 
 # --- defaults -----------------------------------------------------------------------------------
-def baselines_dir() -> Path:
-    """The ``baselines/`` folder of the source tree (frozen settings and reported numbers)."""
-    try:
-        from sbdbench.methods import settings
-
-        folder = getattr(settings, "BASELINES_DIR", None) or getattr(settings, "baselines_dir", None)
-        if callable(folder):
-            folder = folder()
-        if folder:
-            return Path(folder)
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parents[2] / "baselines"
-
-
 #: always in the default grid: parameter-free reference rows (the noisy input itself).
 ALWAYS_DEFAULT: Tuple[str, ...] = ("noisy",)
 

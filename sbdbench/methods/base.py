@@ -202,17 +202,11 @@ def register(cls: Type[Denoiser]) -> Type[Denoiser]:
 
 
 def _import_builtin(module: str) -> None:
-    """Import one built-in family once; a failure is recorded (shown by ``sbdbench methods``), not raised."""
-    if module in _IMPORTED:
-        return
-    _IMPORTED.add(module)
-    try:
+    """Import one built-in family once (its modules register their methods: the one place registration happens).
+    A built-in family always exists: a failure to import it is a bug and raises."""
+    if module not in _IMPORTED:
         importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if not (exc.name and exc.name.startswith(module)):  # else: that family is not part of this build
-            _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # a broken plug-in must not hide the other methods
-        _LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
+        _IMPORTED.add(module)
 
 
 def _load_all() -> None:

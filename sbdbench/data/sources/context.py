@@ -336,12 +336,9 @@ class FetchContext:
             with contextlib.suppress(OSError, ValueError):
                 manifest = json.loads(manifest_path.read_text())
             manifest = manifest if isinstance(manifest, dict) else {}
-        try:
-            from sbdbench.data.splits import MANIFEST_FORMAT
+        from sbdbench.data.splits import MANIFEST_FORMAT
 
-            manifest.setdefault("format", MANIFEST_FORMAT)
-        except ImportError:  # pragma: no cover - the data package without its builder
-            pass
+        manifest.setdefault("format", MANIFEST_FORMAT)
         manifest.setdefault("name", name)
         manifest.setdefault("source", f"sbdbench fetch {self.card.name} ({self.card.title})")
         manifest.setdefault("layout", "ScoreDenoise data/ layout; paths in 'files' are relative to the data root (the folder holding "

@@ -145,13 +145,10 @@ def _write_curve(out_dir: Path, history: List[Dict[str, float]]) -> None:
     for row in history:
         writer.writerow({k: row.get(k, "") for k in writer.fieldnames})
     atomic_write_text(out_dir / "loss.csv", buf.getvalue())
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dependency; the CSV is the record
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     trained = [r for r in history if r.get("loss") not in (None, "")]  # (iteration 0 of a warm start has no loss)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([r["iteration"] for r in trained], [r["loss"] for r in trained], lw=0.8, label="train loss")
