@@ -174,43 +174,11 @@ def _reported_table(reported: pd.DataFrame) -> str:
 
 def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame, images: Dict[str, bytes]) -> str:
     """The whole page as a string."""
-    from sbdbench.bench.cell import PEAK_MEM_DEFINITION
-    from sbdbench.bench.coverage import RANK_RULE, coverage_lines
-    from sbdbench.bench.leaderboard import CATEGORY_NOTE, category_inputs, category_table, groups, paper_layout
-    from sbdbench.bench.provenance import code_versions
-
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             "<title>sbdbench leaderboard</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>sbdbench leaderboard</h1>",
-             '<p class="lead">Point-cloud denoising, every method re-run in one harness. CD and P2M are ×10⁴ '
-             "(lower is better), means over the test shapes of each cell; P2M is the exact point-to-mesh distance, "
-             "P2M pt3d the PyTorch3D-default variant (triangles under 5·10⁻³ area ignored); HD is the mean Hausdorff "
-             "distance in unit-sphere units; s / shape is the denoising time per shape (scoring excluded) and peak RSS MiB "
-             f"the {_e(PEAK_MEM_DEFINITION)} (a cell: the largest over its shapes). Bold: best in its column among the "
-             "complete cells (finished on the column's full shape set); a cell on fewer shapes shows (n/m shapes) "
-             f"and is never bold. {_e(RANK_RULE)} Click a column header to sort.</p>"]
+    parts = _page_head()
     if board.empty:
         parts.append("<p>No results yet: run <code>sbdbench bench</code> first.</p>")
-    for dataset, noise in groups(board):
-        sub = board[(board["dataset"] == dataset) & (board["noise"] == noise)]
-        header, rows = paper_layout(sub)
-        parts.append(f"<h2>{_e(dataset)} ({_e(noise)} noise): CD / P2M ×10⁴, best in bold</h2>")
-        parts.append(_simple_table(header, rows, "paper"))
-        ok = sub[sub["status"] == "finished"]
-        notes = coverage_lines(sub) + ([f"Code: {code_versions(ok)}."] if not ok.empty else [])
-        parts.append("".join(f'<p class="note coverage">{_e(line)}</p>' for line in notes))
-        shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
-        for n in sorted(shapes_here["n_points"].unique()):
-            rows_n, full = category_inputs(sub, shapes_here, n)
-            if rows_n.empty:
-                continue
-            h, r = category_table(rows_n, full=full)
-            parts.append(f"<h3>Per category, {format_n(n)}: CD ×10⁴, mean over every σ, complete cells only "
-                         "(shapes per category in brackets)</h3>")
-            parts.append(_simple_table(h, r))
-            if any(row[0].endswith(" †") for row in r):
-                parts.append(f'<p class="note">{_e(CATEGORY_NOTE)}</p>')
+    for dataset, noise in _groups(board):
+        parts += _dataset_section(board, per_shape, dataset, noise)
     if not board.empty:
         parts.append("<h2>Methods</h2>")
         parts.append(_methods_table(board["method"]))
@@ -218,37 +186,103 @@ def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataF
         parts.append('<p class="note">One row per method × dataset × resolution × noise level (the latest run). '
                      "Hover a params cell for the full settings. Failed cells are red.</p>")
         parts.append(_full_table(board))
-    failed = board[board["status"] == "failed"] if not board.empty else board
-    if not failed.empty:
-        parts.append("<h2>Failed cells</h2>")
-        parts.append('<p class="note">These cells failed twice (a failing cell is retried once); a later '
-                     "<code>sbdbench bench</code> retries them.</p>")
-        rows = "".join(
-            f'<tr class="failed"><td class="text">{_e(str(r.method))}</td><td class="text">{_e(str(r.dataset))}</td>'
-            f"<td>{format_n(r.n_points)}</td><td>{r.sigma * 100:g}</td><td class=\"error\">{_e(str(r.error))}</td></tr>"
-            for r in failed.itertuples())
-        parts.append('<table id="failed"><thead><tr><th class="text">method</th><th class="text">dataset</th><th>N</th>'
-                     f'<th>σ %</th><th class="text">error</th></tr></thead><tbody>{rows}</tbody></table>')
-    if images:
-        parts.append("<h2>Plots</h2>")
-        for name, png in images.items():
-            data = base64.b64encode(png).decode("ascii")
-            parts.append(f'<h3>{_e(name.replace("_", " "))}</h3><img class="plot" alt="{_e(name)}" src="data:image/png;base64,{data}">')
-    if not reported.empty:
-        parts.append('<section class="reported"><h2>Reported on PUNet: published numbers, not measured here</h2>')
-        parts.append('<p class="note">Copied from papers for orientation only. They were computed on a different dataset '
-                     "(PUNet, not synth), with other code and other P2M implementations, so they are <b>not comparable "
-                     "row-for-row</b> with the measured tables above. Every row's source is in "
-                     "<code>baselines/reported.csv</code>; hover a source for its caveat.</p>")
-        for dataset in sorted(reported["dataset"].unique()):
-            header, rows = paper_layout(reported[reported["dataset"] == dataset], with_rank=False)
-            header[0] = f"Method (reported on {dataset})"
-            parts.append(_simple_table(header, rows, "reported"))
-        sources = reported.groupby("source", sort=False)["method"].unique()
-        parts.append('<p class="note">Sources:</p><ul class="note">' + "".join(
-            f"<li>{_e(', '.join(methods))}: {_e(source)}</li>" for source, methods in sources.items()) + "</ul>")
-        parts.append(f"<details><summary>All {len(reported)} reported rows, one per cell, with source and caveat (sortable)</summary>")
-        parts.append(_reported_table(reported))
-        parts.append("</details></section>")
+    parts += _failed_section(board) + _plots_section(images) + _reported_section(reported)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)
+
+
+def _groups(board: pd.DataFrame):
+    from sbdbench.bench.leaderboard import groups
+
+    return groups(board)
+
+
+def _page_head() -> List[str]:
+    from sbdbench.bench.cell import PEAK_MEM_DEFINITION
+    from sbdbench.bench.coverage import RANK_RULE
+
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            "<title>sbdbench leaderboard</title>", f"<style>{_CSS}</style></head><body>",
+            "<h1>sbdbench leaderboard</h1>",
+            '<p class="lead">Point-cloud denoising, every method re-run in one harness. CD and P2M are ×10⁴ '
+            "(lower is better), means over the test shapes of each cell; P2M is the exact point-to-mesh distance, "
+            "P2M pt3d the PyTorch3D-default variant (triangles under 5·10⁻³ area ignored); HD is the mean Hausdorff "
+            "distance in unit-sphere units; s / shape is the denoising time per shape (scoring excluded) and peak RSS MiB "
+            f"the {_e(PEAK_MEM_DEFINITION)} (a cell: the largest over its shapes). Bold: best in its column among the "
+            "complete cells (finished on the column's full shape set); a cell on fewer shapes shows (n/m shapes) "
+            f"and is never bold. {_e(RANK_RULE)} Click a column header to sort.</p>"]
+
+
+def _dataset_section(board: pd.DataFrame, per_shape: pd.DataFrame, dataset: str, noise: str) -> List[str]:
+    """One dataset × noise kind: the papers' table, its coverage and code, and the per-category tables."""
+    from sbdbench.bench.coverage import coverage_lines
+    from sbdbench.bench.leaderboard import CATEGORY_NOTE, category_inputs, category_table, paper_layout
+    from sbdbench.bench.provenance import code_versions
+
+    sub = board[(board["dataset"] == dataset) & (board["noise"] == noise)]
+    header, rows = paper_layout(sub)
+    parts = [f"<h2>{_e(dataset)} ({_e(noise)} noise): CD / P2M ×10⁴, best in bold</h2>", _simple_table(header, rows, "paper")]
+    ok = sub[sub["status"] == "finished"]
+    notes = coverage_lines(sub) + ([f"Code: {code_versions(ok)}."] if not ok.empty else [])
+    parts.append("".join(f'<p class="note coverage">{_e(line)}</p>' for line in notes))
+    shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
+    for n in sorted(shapes_here["n_points"].unique()):
+        rows_n, full = category_inputs(sub, shapes_here, n)
+        if rows_n.empty:
+            continue
+        h, r = category_table(rows_n, full=full)
+        parts.append(f"<h3>Per category, {format_n(n)}: CD ×10⁴, mean over every σ, complete cells only "
+                     "(shapes per category in brackets)</h3>")
+        parts.append(_simple_table(h, r))
+        if any(row[0].endswith(" †") for row in r):
+            parts.append(f'<p class="note">{_e(CATEGORY_NOTE)}</p>')
+    return parts
+
+
+def _failed_section(board: pd.DataFrame) -> List[str]:
+    failed = board[board["status"] == "failed"] if not board.empty else board
+    if failed.empty:
+        return []
+    rows = "".join(
+        f'<tr class="failed"><td class="text">{_e(str(r.method))}</td><td class="text">{_e(str(r.dataset))}</td>'
+        f"<td>{format_n(r.n_points)}</td><td>{r.sigma * 100:g}</td><td class=\"error\">{_e(str(r.error))}</td></tr>"
+        for r in failed.itertuples())
+    return ["<h2>Failed cells</h2>",
+            '<p class="note">These cells failed twice (a failing cell is retried once); a later '
+            "<code>sbdbench bench</code> retries them.</p>",
+            '<table id="failed"><thead><tr><th class="text">method</th><th class="text">dataset</th><th>N</th>'
+            f'<th>σ %</th><th class="text">error</th></tr></thead><tbody>{rows}</tbody></table>']
+
+
+def _plots_section(images: Dict[str, bytes]) -> List[str]:
+    if not images:
+        return []
+    parts = ["<h2>Plots</h2>"]
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f'<h3>{_e(name.replace("_", " "))}</h3><img class="plot" alt="{_e(name)}" src="data:image/png;base64,{data}">')
+    return parts
+
+
+def _reported_section(reported: pd.DataFrame) -> List[str]:
+    from sbdbench.bench.leaderboard import paper_layout
+
+    if reported.empty:
+        return []
+    parts = ['<section class="reported"><h2>Reported on PUNet: published numbers, not measured here</h2>',
+             '<p class="note">Copied from papers for orientation only. They were computed on a different dataset '
+             "(PUNet, not synth), with other code and other P2M implementations, so they are <b>not comparable "
+             "row-for-row</b> with the measured tables above. Every row's source is in "
+             "<code>baselines/reported.csv</code>; hover a source for its caveat.</p>"]
+    for dataset in sorted(reported["dataset"].unique()):
+        header, rows = paper_layout(reported[reported["dataset"] == dataset], with_rank=False)
+        header[0] = f"Method (reported on {dataset})"
+        parts.append(_simple_table(header, rows, "reported"))
+    sources = reported.groupby("source", sort=False)["method"].unique()
+    parts.append('<p class="note">Sources:</p><ul class="note">' + "".join(
+        f"<li>{_e(', '.join(methods))}: {_e(source)}</li>" for source, methods in sources.items()) + "</ul>")
+    parts.append(f"<details><summary>All {len(reported)} reported rows, one per cell, with source and caveat (sortable)</summary>")
+    parts.append(_reported_table(reported))
+    parts.append("</details></section>")
+    return parts
