@@ -323,70 +323,79 @@ class FetchContext:
         if not src_dir.is_dir():
             raise DataError(f"{self.card.name}: building {name!r} produced nothing (unexpected archive layout?)")
         example_dirs = sorted((staging / "examples").glob(f"{name}_*")) if (staging / "examples").is_dir() else []
-        files: Dict[str, Dict] = {}
-        for base in [src_dir, *example_dirs]:
-            for path in sorted(base.rglob("*")):
-                if path.is_file() and path.name != "manifest.json" and not path.name.startswith(".sbdbench-"):
-                    files[path.relative_to(staging).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        files = _staged_files(staging, [src_dir, *example_dirs])
         if not files:
             raise DataError(f"{self.card.name}: no files found to install for {name!r} (unexpected archive layout?)")
-        manifest_path = src_dir / "manifest.json"
+        manifest = self._manifest(src_dir / "manifest.json", name, files, downloads, extra)
+        atomic_write_text(src_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _swap_into_place(root, name, src_dir, example_dirs)
+        total = sum(entry["size"] for entry in files.values())
+        return FetchResult(name, "installed", root / name, f"{name}: installed {len(files)} files ({human_size(total)}) under {root}")
+
+    def _manifest(self, manifest_path: Path, name: str, files: Dict[str, Dict], downloads: Dict[str, str],
+                  extra: Optional[Dict]) -> Dict:
+        """The installed dataset's manifest: the builder's (when it wrote one), the files, and the provenance."""
+        from sbdbench.data.splits import MANIFEST_FORMAT
+
         manifest: Dict = {}
         if manifest_path.is_file():  # written by sbdbench.data.splits.build_dataset
             with contextlib.suppress(OSError, ValueError):
                 manifest = json.loads(manifest_path.read_text())
             manifest = manifest if isinstance(manifest, dict) else {}
-        from sbdbench.data.splits import MANIFEST_FORMAT
-
         manifest.setdefault("format", MANIFEST_FORMAT)
         manifest.setdefault("name", name)
         manifest.setdefault("source", f"sbdbench fetch {self.card.name} ({self.card.title})")
         manifest.setdefault("layout", "ScoreDenoise data/ layout; paths in 'files' are relative to the data root (the folder holding "
                                       f"{name}/ and examples/)")
         manifest["files"] = files
+        card = self.card
         manifest["provenance"] = {
-            "card": self.card.name,
-            "title": self.card.title,
-            "licence": self.card.licence,
-            "terms": self.card.terms,
-            "citation": self.card.citation,
-            "homepage": self.card.homepage,
-            "extracted": self.card.extract,
-            "layout": self.card.layout,
+            "card": card.name, "title": card.title, "licence": card.licence, "terms": card.terms, "citation": card.citation,
+            "homepage": card.homepage, "extracted": card.extract, "layout": card.layout,
             "fetched": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "downloads": dict(downloads),
-            "options": json.loads(_jsonable(self.options)),
-            **(extra or {}),
+            "downloads": dict(downloads), "options": json.loads(_jsonable(self.options)), **(extra or {}),
         }
-        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        return manifest
 
-        trash = root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-        old = [root / name] + (sorted((root / "examples").glob(f"{name}_*")) if (root / "examples").is_dir() else [])
-        old = [p for p in old if p.exists() and _is_own_examples(p, name)]
-        set_aside, placed = [], []
-        try:
-            trash.mkdir(parents=True)
-            for i, path in enumerate(old):
-                os.replace(path, trash / f"{i}-{path.name}")
-                set_aside.append((trash / f"{i}-{path.name}", path))
-            (root / "examples").mkdir(parents=True, exist_ok=True)
-            for path in example_dirs:  # examples first, the dataset folder (with its manifest) last
-                os.replace(path, root / "examples" / path.name)
-                placed.append(root / "examples" / path.name)
-            os.replace(src_dir, root / name)
-        except BaseException as exc:  # roll back: remove what was placed, put the old install back
-            for path in placed:
-                shutil.rmtree(path, ignore_errors=True)
-            for aside, original in set_aside:
-                with contextlib.suppress(OSError):
-                    os.replace(aside, original)
-            if isinstance(exc, OSError):
-                raise DataError(f"could not install {name!r} into {root}: {exc.strerror or exc}") from None
-            raise
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-        total = sum(entry["size"] for entry in files.values())
-        return FetchResult(name, "installed", root / name, f"{name}: installed {len(files)} files ({human_size(total)}) under {root}")
+
+def _staged_files(staging: Path, folders: List[Path]) -> Dict[str, Dict]:
+    """{path relative to the staging root: {sha256, size}} of every file to install (manifests and markers excluded)."""
+    files: Dict[str, Dict] = {}
+    for base in folders:
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and path.name != "manifest.json" and not path.name.startswith(".sbdbench-"):
+                files[path.relative_to(staging).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return files
+
+
+def _swap_into_place(root: Path, name: str, src_dir: Path, example_dirs: List[Path]) -> None:
+    """Replace the installed dataset with the staged one, folder by folder, the dataset folder (with its manifest)
+    last; on any failure the old install is put back."""
+    trash = root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+    old = [root / name] + (sorted((root / "examples").glob(f"{name}_*")) if (root / "examples").is_dir() else [])
+    old = [p for p in old if p.exists() and _is_own_examples(p, name)]
+    set_aside, placed = [], []
+    try:
+        trash.mkdir(parents=True)
+        for i, path in enumerate(old):
+            os.replace(path, trash / f"{i}-{path.name}")
+            set_aside.append((trash / f"{i}-{path.name}", path))
+        (root / "examples").mkdir(parents=True, exist_ok=True)
+        for path in example_dirs:  # examples first, the dataset folder (with its manifest) last
+            os.replace(path, root / "examples" / path.name)
+            placed.append(root / "examples" / path.name)
+        os.replace(src_dir, root / name)
+    except BaseException as exc:  # roll back: remove what was placed, put the old install back
+        for path in placed:
+            shutil.rmtree(path, ignore_errors=True)
+        for aside, original in set_aside:
+            with contextlib.suppress(OSError):
+                os.replace(aside, original)
+        if isinstance(exc, OSError):
+            raise DataError(f"could not install {name!r} into {root}: {exc.strerror or exc}") from None
+        raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _jsonable(value) -> str:
