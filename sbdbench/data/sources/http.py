@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
@@ -131,6 +131,8 @@ class Downloader:
             raise
 
     def _attempt(self, url: str, part: Path, expected_size: Optional[int], desc: str, headers: Optional[Dict[str, str]]) -> None:
+        """One GET of ``url`` into ``part``, resuming with ``Range`` from what ``part`` holds; ``_Retry`` on a transient
+        failure, :class:`DataError` on a definitive one."""
         have = part.stat().st_size if part.exists() else 0
         if expected_size is not None and have == expected_size:
             return  # a previous run finished the transfer but stopped before the rename
@@ -145,31 +147,10 @@ class Downloader:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retry(str(exc)) from exc
         with resp:
-            if resp.status_code == 416 and have:
-                # The server says our range starts at/after the end: either complete or garbage.
-                total = _total_from_content_range(resp.headers.get("Content-Range"))
-                if total is not None and total == have:
-                    return
-                _unlink(part)
-                raise _Retry("HTTP 416 on resume; starting over")
-            if resp.status_code in RETRY_STATUS:
-                raise _Retry(status_message(resp, url)) from DataError(status_message(resp, url))
-            if resp.status_code >= 400:
-                raise DataError(status_message(resp, url))
-            ctype = resp.headers.get("Content-Type", "")
-            if "text/html" in ctype and not url.lower().endswith((".html", ".htm")):
-                raise DataError(
-                    f"{host_of(url)} answered with a web page instead of the file {desc} ({url}); "
-                    "the URL may have moved or need a login (try --mirror URL)"
-                )
-            if resp.status_code == 206 and have:
-                start = _start_from_content_range(resp.headers.get("Content-Range"))
-                if start != have:
-                    _unlink(part)
-                    raise _Retry(f"server resumed at byte {start}, not {have}")
-                mode = "ab"
-            else:
-                mode, have = "wb", 0  # 200: the server ignored Range (or nothing to resume)
+            if _complete_on_416(resp, have, part):
+                return
+            _check_response(resp, url, desc)
+            mode, have = _write_mode(resp, have, part)
             length = resp.headers.get("Content-Length")
             body_len = int(length) if length and length.isdigit() else None
             total = (have + body_len) if body_len is not None else expected_size
@@ -177,35 +158,74 @@ class Downloader:
                 raise DataError(f"{desc}: {host_of(url)} announces {total} bytes but the card expects {expected_size}; the file changed upstream or the URL moved")
             if body_len:
                 check_free_space(part, body_len)
-            written = 0
-            bar = progress_bar(self.progress, total, have, desc)
-            try:
-                with open(part, mode) as fh:
-                    try:
-                        for block in resp.iter_content(READ_CHUNK):
-                            if not block:
-                                continue
-                            fh.write(block)
-                            written += len(block)
-                            if bar is not None:
-                                bar.update(len(block))
-                    except OSError as exc:
-                        if isinstance(exc, requests.RequestException) or exc.errno is None:
-                            raise
-                        if exc.errno == errno.ENOSPC:
-                            raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
-                        raise DataError(f"cannot write {part}: {exc.strerror or exc}") from None
-            except (requests.RequestException, ConnectionError) as exc:
-                raise _Retry(f"connection lost after {have + written} bytes") from exc
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
+            written = self._stream(resp, part, mode, have, total, desc)
             if body_len is not None and written != body_len:
                 raise _Retry(f"connection cut: got {written} of {body_len} bytes")
+
+    def _stream(self, resp, part: Path, mode: str, have: int, total: Optional[int], desc: str) -> int:
+        """Write the response body to ``part`` (appending in mode ``ab``); returns the bytes written."""
+        written = 0
+        bar = progress_bar(self.progress, total, have, desc)
+        try:
+            with open(part, mode) as fh:
+                try:
+                    for block in resp.iter_content(READ_CHUNK):
+                        if not block:
+                            continue
+                        fh.write(block)
+                        written += len(block)
+                        if bar is not None:
+                            bar.update(len(block))
+                except OSError as exc:
+                    if isinstance(exc, requests.RequestException) or exc.errno is None:
+                        raise
+                    if exc.errno == errno.ENOSPC:
+                        raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
+                    raise DataError(f"cannot write {part}: {exc.strerror or exc}") from None
+        except (requests.RequestException, ConnectionError) as exc:
+            raise _Retry(f"connection lost after {have + written} bytes") from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DataError(f"disk full while writing {part} (free some space, then rerun: the partial download is kept and resumes)") from None
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return written
+
+
+def _complete_on_416(resp, have: int, part: Path) -> bool:
+    """HTTP 416 on a resume: True when ``part`` already holds the whole file; otherwise start over (``_Retry``)."""
+    if not (resp.status_code == 416 and have):
+        return False
+    total = _total_from_content_range(resp.headers.get("Content-Range"))  # our range starts at/after the end
+    if total is not None and total == have:
+        return True
+    _unlink(part)
+    raise _Retry("HTTP 416 on resume; starting over")
+
+
+def _check_response(resp, url: str, desc: str) -> None:
+    """Retry on a transient status, refuse an error status or a web page where a file was expected."""
+    if resp.status_code in RETRY_STATUS:
+        raise _Retry(status_message(resp, url)) from DataError(status_message(resp, url))
+    if resp.status_code >= 400:
+        raise DataError(status_message(resp, url))
+    ctype = resp.headers.get("Content-Type", "")
+    if "text/html" in ctype and not url.lower().endswith((".html", ".htm")):
+        raise DataError(f"{host_of(url)} answered with a web page instead of the file {desc} ({url}); "
+                        "the URL may have moved or need a login (try --mirror URL)")
+
+
+def _write_mode(resp, have: int, part: Path) -> Tuple[str, int]:
+    """(``ab``, bytes kept) when the server resumed where ``part`` ends; (``wb``, 0) when it sent the whole file."""
+    if resp.status_code == 206 and have:
+        start = _start_from_content_range(resp.headers.get("Content-Range"))
+        if start != have:
+            _unlink(part)
+            raise _Retry(f"server resumed at byte {start}, not {have}")
+        return "ab", have
+    return "wb", 0  # 200: the server ignored Range (or nothing to resume)
 
 
 def verify_and_install(path: Path, target: Path, *, source: str, expected_size: Optional[int] = None,
