@@ -28,20 +28,9 @@ from sbdbench.geometry import _fps_torch, normalize_unit_sphere
 from sbdbench.methods import make_method
 from sbdbench.methods.learned.iterativepfn.network import IterativePFNNet
 from sbdbench.methods.learned.knn import knn_points
+from speed_inputs import torus_input  # the shared input (benchmarks/ is on sys.path)
 
 
-def _input_cloud(n: int, sigma: float = 0.02):
-    """The synth torus at n points when the dataset is built, else a procedural torus."""
-    try:
-        from sbdbench.data.dataset import open_dataset
-
-        ds = open_dataset("synth")
-        return ds.load_noisy("torus", n, sigma), ds.load_clean("torus", n), "synth/torus"
-    except Exception:
-        rng = np.random.default_rng(0)
-        u, v = rng.uniform(0, 2 * np.pi, (2, n))
-        clean = np.stack([(1 + 0.35 * np.cos(v)) * np.cos(u), (1 + 0.35 * np.cos(v)) * np.sin(u), 0.35 * np.sin(v)], 1)
-        return clean + rng.normal(0, sigma * 1.35, clean.shape), clean, "procedural torus"
 
 
 # --- the reference-style path ---------------------------------------------------------------------------
@@ -129,7 +118,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     weights = _weights(args.weights, "/tmp/iterativepfn_speed_weights.pt")
-    noisy, clean, what = _input_cloud(args.n)
+    noisy, clean, what = torus_input(args.n)
     print(f"input: {what}, {len(noisy)} points; threads={args.threads}; load average {os.getloadavg()[0]:.2f}")
     method = make_method("iterativepfn", weights=weights)
     net, _ = method.load()

@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from sbdbench.bench.grid import method_params
 from sbdbench.methods import make_method
-from score_speed import _input_cloud as _input  # same input as the CPU speed benchmark (benchmarks/ is on sys.path)
+from speed_inputs import torus_input as _input  # same input as the CPU speed benchmarks (benchmarks/ is on sys.path)
 
 METHODS = ("score:weights=official", "score", "sbd")
 

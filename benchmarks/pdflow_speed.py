@@ -32,21 +32,11 @@ from sbdbench.methods import make_method
 from sbdbench.methods.learned.knn import knn_points
 from sbdbench.methods.learned.patches import num_seeds
 from sbdbench.methods.learned.pdflow.network import AUG_K, CLAMP, H1, PRE_KS
+from speed_inputs import torus_input  # the shared input (benchmarks/ is on sys.path)
 
 REFERENCE_CKPT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pdflow" / "pdflow-score-LCC.pt"
 
 
-def _input_cloud(n: int, sigma: float = 0.02):
-    try:
-        from sbdbench.data.dataset import open_dataset
-
-        ds = open_dataset("synth")
-        return ds.load_noisy("torus", n, sigma), ds.load_clean("torus", n), "synth/torus"
-    except Exception:
-        rng = np.random.default_rng(0)
-        u, v = rng.uniform(0, 2 * np.pi, (2, n))
-        clean = np.stack([(1 + 0.35 * np.cos(v)) * np.cos(u), (1 + 0.35 * np.cos(v)) * np.sin(u), 0.35 * np.sin(v)], 1)
-        return clean + rng.normal(0, sigma * 1.35, clean.shape), clean, "procedural torus"
 
 
 # --- the reference-style path (the original's algorithm, unoptimised) ------------------------------------------
@@ -153,7 +143,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    noisy, clean, source = _input_cloud(args.n)
+    noisy, clean, source = torus_input(args.n)
     print(f"input: {source}, {len(noisy)} points, σ = 2 %; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     unit, center, scale = normalize_unit_sphere(noisy)

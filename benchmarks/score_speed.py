@@ -33,22 +33,11 @@ from sbdbench.geometry import _fps_torch, normalize_unit_sphere
 from sbdbench.methods import make_method
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.patches import num_seeds
+from speed_inputs import torus_input  # the shared input (benchmarks/ is on sys.path)
 
 REFERENCE_CKPT = Path(__file__).resolve().parents[2] / "shared" / "reference" / "score-denoise" / "ckpt.pt"
 
 
-def _input_cloud(n: int, sigma: float = 0.02):
-    """A synth test shape (torus) at n points with σ noise when the dataset is built, else a procedural torus."""
-    try:
-        from sbdbench.data.dataset import open_dataset
-
-        ds = open_dataset("synth")
-        return ds.load_noisy("torus", n, sigma), ds.load_clean("torus", n), "synth/torus"
-    except Exception:
-        rng = np.random.default_rng(0)
-        u, v = rng.uniform(0, 2 * np.pi, (2, n))
-        clean = np.stack([(1 + 0.35 * np.cos(v)) * np.cos(u), (1 + 0.35 * np.cos(v)) * np.sin(u), 0.35 * np.sin(v)], 1)
-        return clean + rng.normal(0, sigma * 1.35, clean.shape), clean, "procedural torus"
 
 
 # --- the reference-style path (the original's algorithm, unoptimised) ------------------------------------
@@ -101,7 +90,7 @@ def _cd(a, b) -> float:
 
 def _large_child(args) -> None:
     """Run inside a child process: one 50K denoising; prints seconds; the parent reads the peak RSS."""
-    noisy, _, _ = _input_cloud(args.n_large)
+    noisy, _, _ = torus_input(args.n_large)
     method = make_method("score", weights=args.weights)
     method.load()
     t, c = time.perf_counter(), time.process_time()
@@ -123,7 +112,7 @@ def main() -> None:
     if args.large_child:
         return _large_child(args)
 
-    noisy, clean, source = _input_cloud(args.n)
+    noisy, clean, source = torus_input(args.n)
     print(f"input: {source}, {len(noisy)} points, σ = 2 %; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     unit, center, scale = normalize_unit_sphere(noisy)

@@ -29,20 +29,9 @@ from sbdbench.geometry import _fps_torch, normalize_unit_sphere
 from sbdbench.methods import make_method
 from sbdbench.methods.learned.knn import knn_points
 from sbdbench.methods.learned.straightpcf.network import StraightPCF
+from speed_inputs import torus_input  # the shared input (benchmarks/ is on sys.path)
 
 
-def _input_cloud(n: int, sigma: float = 0.02):
-    """A synth test shape (torus) at n points with σ noise when the dataset is built, else a procedural torus."""
-    try:
-        from sbdbench.data.dataset import open_dataset
-
-        ds = open_dataset("synth")
-        return ds.load_noisy("torus", n, sigma), ds.load_clean("torus", n), "synth/torus"
-    except Exception:
-        rng = np.random.default_rng(0)
-        u, v = rng.uniform(0, 2 * np.pi, (2, n))
-        clean = np.stack([(1 + 0.35 * np.cos(v)) * np.cos(u), (1 + 0.35 * np.cos(v)) * np.sin(u), 0.35 * np.sin(v)], 1)
-        return clean + rng.normal(0, sigma * 1.35, clean.shape), clean, "procedural torus"
 
 
 # --- the reference-style path (the original's algorithm, unoptimised) ------------------------------------
@@ -135,7 +124,7 @@ def main() -> None:
     if weights is None:
         weights = f"/tmp/straightpcf_speed_random_{os.getpid()}.pt"
         _random_weights(weights)
-    noisy, clean, source = _input_cloud(args.n)
+    noisy, clean, source = torus_input(args.n)
     print(f"input: {source}, {len(noisy)} points, σ = 2 %, one pass; weights {args.weights or 'seeded random (full architecture)'}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     unit, center, scale = normalize_unit_sphere(noisy)
