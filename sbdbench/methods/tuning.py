@@ -1,6 +1,6 @@
 """``sbdbench tune``: choose each method's parameters per (resolution, noise level) on TRAINING shapes.
 
-Protocol (research note §2; the papers published no settings for the classical baselines):
+Protocol (docs/methods.md; the papers published no settings for the classical baselines):
 
 * shapes: a fixed subset of the dataset's ``train`` split (never ``test``), spread over categories;
   a learned method, whose weights have seen the training shapes, is tuned on the ``val`` split instead
@@ -154,7 +154,7 @@ class TuneConfig:
         refine_keys: search only these grid keys; every other parameter is held at the choice of the
             nearest already-tuned cell with the same σ (read from ``refine_from``, default ``out``).
             Used at 50K, where the neighbourhood size is what must change with resolution
-            (research note §1) and a full grid costs 25× the 10K one.
+            (docs/methods.md, "Classical baselines") and a full grid costs 25× the 10K one.
         values: search these values of a searched key instead of all of its grid values (a part of the
             grid, when the rest is known not to win or costs too much); the TOML's ``grid`` stays the
             method's, each cell's ``trials`` list what was tried.

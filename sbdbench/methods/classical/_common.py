@@ -3,7 +3,7 @@
 Every classical method works in the protocol's unit-sphere frame (the base class normalises), so
 spacings, radii and σ below are in those units.
 
-Neighbourhood scaling (research note §1): the same relative noise needs more neighbours at higher
+Neighbourhood scaling (docs/methods.md, "Classical baselines"): the same relative noise needs more neighbours at higher
 resolution. With mean spacing s̄ ≈ sqrt(A / N) and noise σ, a neighbourhood of radius
 ``r = radius_scale · sqrt(s̄² + σ²)`` holds about ``k = π r² / s̄² = π · radius_scale² · (1 + σ²/s̄²)``
 points. At 10K/1 % that is ≈ 3.5·c² neighbours, at 50K/3 % ≈ 18·c² (c = radius_scale), so one tuned

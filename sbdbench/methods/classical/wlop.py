@@ -29,7 +29,7 @@ class WLOP(Denoiser):
 
     Args:
         radius_scale: support radius h in units of sqrt(s̄² + σ²).
-        iterations: projection iterations (10 gives the same error as CGAL's 35 in the research note).
+        iterations: projection iterations (10 gives the same error as CGAL's default of 35).
         mu: repulsion strength μ ∈ [0, 0.5).
         k_attract: data points per particle in the attraction sum.
         k_repulse: particles per particle in the repulsion sum.

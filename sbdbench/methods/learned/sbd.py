@@ -150,7 +150,7 @@ class SBD(WeightsDigestMixin, Denoiser):
     """
 
     name = "sbd"
-    paper = "SBD: score-based diffusion denoising conditioned on edge features (this project's research note)"
+    paper = "SBD: score-based diffusion denoising conditioned on edge features (this project; docs/methods/sbd.md)"
     preserves_count = True
     uses_torch = True
     #: passes and anchors, tuned per (N, σ) on the val split (``sbdbench tune --method sbd --split val``): at 50K a
