@@ -124,5 +124,7 @@ def test_cli_folder_and_files(dataset, tmp_path):
 
     res = runner.invoke(main, ["evaluate", "--dataset", ds.name, "--pred-dir", str(tmp_path / "nothing"), "--resolutions", str(N)])
     assert res.exit_code == 1 and res.output.startswith("error:") and "Traceback" not in res.output
-    res = runner.invoke(main, ["evaluate", "--pred", str(pred_dir / "ball.xyz")])
-    assert res.exit_code == 2 and "go together" in res.output
+    res = runner.invoke(main, ["evaluate", "--pred", str(pred_dir / "ball.xyz"), "--gt-points", str(pred_dir / "ball.xyz")])
+    assert res.exit_code == 2 and "go together" in res.output  # half a GT is a usage error
+    res = runner.invoke(main, ["evaluate", "--pred", str(pred_dir / "ball.xyz")])  # no GT at all: the no-reference figures
+    assert res.exit_code == 0 and "plane_res" in res.output and "cd_1e4" not in res.output
