@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -109,6 +109,14 @@ class WeightsDigestMixin:
 
     def artifact_digest(self) -> str:
         return "weights=" + weights_digest(self.weights, method=self.name)
+
+    def unavailable_reason(self) -> Optional[str]:
+        """Why this instance cannot run here: its ``weights`` do not resolve to a file (what to fetch), or None."""
+        try:
+            resolve_weights(self.weights, method=self.name)
+        except DataError as exc:
+            return str(exc)
+        return None
 
     @classmethod
     def shipped_weights(cls) -> Dict[str, str]:

@@ -31,7 +31,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from sbdbench.errors import InputError, SbdbenchError
+from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.learned.checkpoint import WeightsDigestMixin, load_checkpoint, load_into, register_official, resolve_weights
 from sbdbench.methods.learned.iterativepfn.folded import FoldedIterativePFN
@@ -77,13 +77,6 @@ class IterativePFN(WeightsDigestMixin, Denoiser):
         self.patch_size = patch_size
         self.seed_k = seed_k
         self.memory_mb = memory_mb
-
-    def unavailable_reason(self) -> Optional[str]:
-        try:
-            resolve_weights(self.weights, method=self.name)
-        except SbdbenchError as exc:
-            return str(exc)
-        return None
 
     def _check_params(self) -> None:
         def positive_int(name, value, low=1, high=None):

@@ -36,7 +36,7 @@ import torch
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkpoint, load_into, official_weights_path,
+from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkpoint, load_into,
                                                  register_official, resolve_weights)
 from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.knn import knn_points
@@ -146,11 +146,6 @@ class PDFlow(WeightsDigestMixin, Denoiser):
         self.seed_k = seed_k
         self.seed = seed
         self.memory_mb = memory_mb
-
-    def unavailable_reason(self) -> Optional[str]:
-        if str(self.weights) == "official" and not official_weights_path("pdflow").is_file():
-            return f"the official pdflow weights are not downloaded ({official_weights_path('pdflow')}): run `sbdbench fetch pdflow-official`"
-        return None
 
     def _check_params(self) -> None:
         def positive_int(name, value):
