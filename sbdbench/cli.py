@@ -480,7 +480,7 @@ def tune_cmd(method_name, dataset, split, resolutions, sigmas, max_shapes, max_s
                       refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
                       fixed_params=method_params(param_items), within=within, log=_log(quiet))
     for cell in doc["cell"]:
-        click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} (noisy {cell['noisy_cd'] * 1e4:.3f})")
+        click.echo(f"N={cell.n_points} σ={cell.sigma:g}: {cell.params} cd_1e4={cell.cd * 1e4:.3f} (noisy {cell.noisy_cd * 1e4:.3f})")
 
 
 @main.command("merge-settings")
@@ -495,7 +495,7 @@ def merge_settings_cmd(inputs, out_path) -> None:
 
     doc = merge_settings_files([Path(p) for p in inputs], Path(out_path))
     for cell in doc["cell"]:
-        click.echo(f"N={cell['n_points']} σ={cell['sigma']:g}: {cell['params']} cd_1e4={cell['cd'] * 1e4:.3f} ({len(cell.get('trials', []))} trials)")
+        click.echo(f"N={cell.n_points} σ={cell.sigma:g}: {cell.params} cd_1e4={cell.cd * 1e4:.3f} ({len(cell.trials or [])} trials)")
 
 
 # === learned-model commands: train, diagnose ===

@@ -1,6 +1,7 @@
 """The benchmark protocol's facts, in one place: the on-disk layout, the default grid, the noise kinds and the
 metric schema. Every writer, reader and the bench's cell hash build and parse paths with these functions, so
-they cannot drift apart.
+they cannot drift apart. The records passed between modules live here too: :class:`ShapeRecord` (one shape's
+scores in a cell) and :class:`TunedCell` (one ``[[cell]]`` of a frozen-settings TOML).
 
 Layout (ScoreDenoise's ``data/`` folder, so either tool reads the other's)::
 
@@ -16,9 +17,12 @@ Layout (ScoreDenoise's ``data/`` folder, so either tool reads the other's)::
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from sbdbench.errors import DataError
 
 # --- splits, grid, noise -------------------------------------------------------------------------
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
@@ -127,3 +131,108 @@ def resolution_in_name(name: str) -> Optional[int]:
     """N carried by a folder name in the layout (``synth_10000_poisson_0.02``, or a run's copy of it), or None."""
     found = re.search(r"_(\d+)" + CLEAN_SUFFIX + r"(?:_|$)", name)
     return int(found.group(1)) if found else None
+
+
+# --- records -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShapeRecord:
+    """One shape's scores in one cell (metrics raw, unscaled): what :func:`sbdbench.bench.cell.run_cell` returns,
+    a line of a cell journal, a row of ``per_shape.csv`` and of the results store's ``shapes`` table."""
+
+    shape: str
+    category: str
+    n_points: int
+    sigma: float
+    n_out: int
+    cd: float
+    p2m: float
+    p2m_pt3d: float
+    hd: float
+    seconds: float
+    #: see :data:`sbdbench.bench.cell.PEAK_MEM_DEFINITION`; None where it cannot be measured
+    peak_mem_mb: Optional[float]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a dict, keys in :data:`RECORD_KEYS` order (the journal's JSON, the CSV's columns)."""
+        return {key: getattr(self, key) for key in RECORD_KEYS}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ShapeRecord":
+        """The record of a parsed journal line; a one-line :class:`DataError` when it is not a usable record
+        (not an object, a key missing, a metric not a finite number ≥ 0, a count not a positive integer)."""
+        problem = _record_problem(data)
+        if problem:
+            raise DataError(problem)
+        return cls(**{key: data[key] for key in RECORD_KEYS})
+
+
+#: keys of every per-shape record, in CSV column order.
+RECORD_KEYS: Tuple[str, ...] = tuple(f.name for f in fields(ShapeRecord))
+assert RECORD_KEYS[5:5 + len(METRICS)] == METRICS, "ShapeRecord's metric fields must be METRICS, in order"
+#: what a record must hold as finite numbers ≥ 0 (``peak_mem_mb`` may be None)
+_FINITE_KEYS = (*METRICS, "seconds", "sigma")
+
+
+def _record_problem(record: Any) -> Optional[str]:
+    """Why a parsed journal line is not a usable per-shape record, or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object: {type(record).__name__}"
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(record["shape"], str) or not isinstance(record["category"], str):
+        return "shape and category must be strings"
+    for key in _FINITE_KEYS:
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return f"shape {record['shape']!r}: {key} is {value!r}, not a finite number ≥ 0"
+    for key in ("n_points", "n_out"):
+        if isinstance(record[key], bool) or not isinstance(record[key], int) or record[key] < 1:
+            return f"shape {record['shape']!r}: {key} is {record[key]!r}, not a count"
+    return None
+
+
+@dataclass
+class TunedCell:
+    """One ``[[cell]]`` of a frozen-settings TOML (``baselines/<method>.toml``): what ``sbdbench tune`` chose at one
+    (resolution, σ). Every field but ``n_points`` and ``sigma`` may be unset (None), and is then not written."""
+
+    n_points: int
+    sigma: float
+    shapes: Optional[List[str]] = None
+    cd: Optional[float] = None
+    noisy_cd: Optional[float] = None
+    seconds_per_shape: Optional[float] = None
+    #: the grid keys this cell searched; the other parameters were held (``held_from`` says where from)
+    searched: Optional[List[str]] = None
+    held_from: Optional[str] = None
+    params: Optional[Dict[str, Any]] = None
+    #: with ``tune --within``: the tolerance, and the best trial, which was not frozen
+    within: Optional[float] = None
+    best_params: Optional[Dict[str, Any]] = None
+    best_cd: Optional[float] = None
+    trials: Optional[List[Dict[str, Any]]] = None
+
+    @property
+    def key(self) -> Tuple[int, float]:
+        """The (resolution, σ) the cell stands for, σ rounded so that 0.03 and 0.030000001 are one cell."""
+        return int(self.n_points), round(float(self.sigma), 6)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The cell's TOML table: the set fields, in :data:`CELL_KEYS` order."""
+        return {key: getattr(self, key) for key in CELL_KEYS if getattr(self, key) is not None}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TunedCell":
+        """The cell of a parsed TOML table (keys other than :data:`CELL_KEYS` are dropped); a one-line
+        :class:`DataError` when it is not a table or lacks ``n_points`` or ``sigma``."""
+        if not isinstance(data, Mapping):
+            raise DataError(f"a tuned cell must be a table, got {type(data).__name__}")
+        missing = [k for k in ("n_points", "sigma") if k not in data]
+        if missing:
+            raise DataError(f"tuned cell lacks {', '.join(missing)}")
+        return cls(**{key: data[key] for key in CELL_KEYS if data.get(key) is not None})
+
+
+#: the keys of a frozen-settings TOML's ``[[cell]]``, in the order they are written.
+CELL_KEYS: Tuple[str, ...] = tuple(f.name for f in fields(TunedCell))

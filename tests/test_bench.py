@@ -340,15 +340,15 @@ def test_interrupted_cell_restarts_at_its_first_unfinished_shape(tiny, sbd_home,
     full = execute_cell(cell, 1, str(folder))  # journals every shape as it goes (the driver deletes the file)
     journal = folder / f"{cell.key}.jsonl"
     assert full.ok and full.resumed_shapes == 0
-    assert [json.loads(line)["shape"] for line in journal.read_text().splitlines()] == [r["shape"] for r in full.records]
-    first = dict(full.records[0], cd=0.123456)  # what a killed run left: one shape, then a line cut short
-    journal.write_text(json.dumps(first) + "\n" + json.dumps(full.records[1])[:25])
+    assert [json.loads(line)["shape"] for line in journal.read_text().splitlines()] == [r.shape for r in full.records]
+    first = dict(full.records[0].to_dict(), cd=0.123456)  # what a killed run left: one shape, then a line cut short
+    journal.write_text(json.dumps(first) + "\n" + json.dumps(full.records[1].to_dict())[:25])
     summary = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(db))
     assert summary.finished == 1 and not journal.exists()
     with ResultsStore(db) as store:
         cd = store.shapes_frame().set_index("shape")["cd"]
     assert cd[first["shape"]] == 0.123456  # taken from the journal, not run again
-    assert all(cd[r["shape"]] == pytest.approx(r["cd"], rel=1e-12) for r in full.records[1:])
+    assert all(cd[r.shape] == pytest.approx(r.cd, rel=1e-12) for r in full.records[1:])
     journal.write_text(json.dumps(first) + "\n")
     run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(db), rerun=True)
     with ResultsStore(db) as store:

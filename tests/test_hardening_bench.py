@@ -351,7 +351,7 @@ def test_bad_journal_line_is_dropped_with_a_warning(tiny, tmp_path, damage):
     folder = journal_folder(db)
     full = execute_cell(cell, 1, str(folder))
     journal = folder / f"{cell.key}.jsonl"
-    bad = dict(full.records[0])
+    bad = full.records[0].to_dict()
     if damage == "nan_cd":
         bad["cd"] = float("nan")
     elif damage == "missing_key":
@@ -359,7 +359,7 @@ def test_bad_journal_line_is_dropped_with_a_warning(tiny, tmp_path, damage):
     elif damage == "negative_seconds":
         bad["seconds"] = -1.0
     line = json.dumps([1, 2]) if damage == "not_object" else json.dumps(bad)
-    journal.write_text(line + "\n" + json.dumps(full.records[1]) + "\n")
+    journal.write_text(line + "\n" + json.dumps(full.records[1].to_dict()) + "\n")
     lines = []
     summary = run_bench(["pca"], [name], res[:1], sigmas[:1], db=str(db), log=lines.append)
     assert (summary.finished, summary.failed) == (1, 0)
@@ -368,5 +368,5 @@ def test_bad_journal_line_is_dropped_with_a_warning(tiny, tmp_path, damage):
     assert "(1 shapes from an interrupted run)" in " ".join(lines)
     with ResultsStore(db) as store:
         cd = store.shapes_frame().set_index("shape")["cd"]
-    assert np.isfinite(cd).all() and cd[full.records[0]["shape"]] == pytest.approx(full.records[0]["cd"], rel=1e-12)
+    assert np.isfinite(cd).all() and cd[full.records[0].shape] == pytest.approx(full.records[0].cd, rel=1e-12)
     assert not journal.exists()

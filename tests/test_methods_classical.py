@@ -10,6 +10,7 @@ from sbdbench.errors import InputError
 from sbdbench.methods import make_method
 from sbdbench.methods.classical._common import estimate_noise, mean_spacing, neighbourhood
 from sbdbench.methods.settings import frozen_params, nearest_cell
+from sbdbench.protocol import TunedCell
 from sbdbench.methods.tuning import grid_points, settings_toml
 
 CLASSICAL = ["pca", "jet", "bilateral", "mls", "wlop", "laplacian", "taubin", "graph_lap"]
@@ -159,9 +160,10 @@ CELLS = [
 
 
 def test_nearest_cell_prefers_resolution_then_sigma():
-    assert nearest_cell(CELLS, 10000, 0.012)["params"] == {"radius_scale": 2.0}
-    assert nearest_cell(CELLS, 12000, 0.025)["params"] == {"radius_scale": 4.0}
-    assert nearest_cell(CELLS, 40000, 0.01)["params"] == {"radius_scale": 5.0}
+    cells = [TunedCell.from_dict(c) for c in CELLS]
+    assert nearest_cell(cells, 10000, 0.012).params == {"radius_scale": 2.0}
+    assert nearest_cell(cells, 12000, 0.025).params == {"radius_scale": 4.0}
+    assert nearest_cell(cells, 40000, 0.01).params == {"radius_scale": 5.0}
     assert nearest_cell([], 10000, 0.01) is None
 
 

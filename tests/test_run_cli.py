@@ -211,9 +211,9 @@ def test_run_cell_records(synth, tmp_path):
     shape = synth.shapes("test")[-1]
     records = run_cell(make_method("pca"), synth, n, sigma, tmp_path, shapes=[shape], on_shape=seen.append, progress=False)
     assert seen == records and len(records) == 1
-    assert tuple(records[0]) == RECORD_KEYS
+    assert tuple(records[0].to_dict()) == RECORD_KEYS
     assert (tmp_path / f"{shape}.xyz").is_file()
-    assert records[0]["peak_mem_mb"] > 0 and records[0]["seconds"] > 0
+    assert records[0].peak_mem_mb > 0 and records[0].seconds > 0
 
 
 def test_tune_refine_searches_only_the_radius_and_keeps_other_choices(synth, tmp_path):

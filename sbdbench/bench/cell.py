@@ -2,7 +2,7 @@
 
 :func:`run_cell` is the unit every runner (``sbdbench run``, ``sbdbench bench``, the executors)
 calls: denoise each noisy test input, optionally write it in ScoreDenoise's layout, score it
-against the clean cloud at the same N and the mesh, and return one record per shape.
+against the clean cloud at the same N and the mesh, and return one :class:`~sbdbench.protocol.ShapeRecord` per shape.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from sbdbench.errors import DataError, SbdbenchError
-from sbdbench.protocol import GAUSSIAN, METRICS, REPORT_SCALE, SCALED_METRICS, reported_column
-
-#: keys of every record, in CSV column order.
-RECORD_KEYS = ("shape", "category", "n_points", "sigma", "n_out", *METRICS, "seconds", "peak_mem_mb")
+from sbdbench.protocol import (GAUSSIAN, METRICS, RECORD_KEYS, REPORT_SCALE, SCALED_METRICS,  # noqa: F401  (RECORD_KEYS: re-exported)
+                               ShapeRecord, reported_column)
 
 
 class CellError(SbdbenchError):
@@ -70,8 +68,8 @@ def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device:
 
 
 def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = GAUSSIAN,
-             shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[Dict], None]] = None,
-             progress: bool = True, metrics_device: Optional[str] = None) -> List[Dict]:
+             shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[ShapeRecord], None]] = None,
+             progress: bool = True, metrics_device: Optional[str] = None) -> List[ShapeRecord]:
     """Denoise and score every test shape of one (dataset, N, σ, noise) cell.
 
     Args:
@@ -86,7 +84,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         progress: show a tqdm bar.
 
     Returns:
-        One record per shape with keys :data:`RECORD_KEYS` (metrics raw, unscaled).
+        One :class:`~sbdbench.protocol.ShapeRecord` per shape (metrics raw, unscaled).
 
     Raises:
         CellError: the method failed or returned non-finite points on a shape (named in the message).
@@ -142,8 +140,8 @@ def _check_noisy_dir(dataset, n_points: int, sigma: float, noise: str) -> None:
 
 
 def _run_shape(method, dataset, shape: str, n_points: int, sigma: float, noise: str, out_dir: Optional[Path], device: str,
-               metrics_device: Optional[str]) -> Dict:
-    """Denoise one shape's noisy input, write it (when ``out_dir``), score it: its record (:data:`RECORD_KEYS`)."""
+               metrics_device: Optional[str]) -> ShapeRecord:
+    """Denoise one shape's noisy input, write it (when ``out_dir``), score it: its record."""
     from sbdbench.io import write_points
     from sbdbench.metrics import evaluate_shape
 
@@ -160,9 +158,9 @@ def _run_shape(method, dataset, shape: str, n_points: int, sigma: float, noise: 
     gt = dataset.load_clean(shape, n_points, "test")
     verts, faces = dataset.load_mesh(shape, "test")
     metrics = evaluate_shape(pred, gt, verts, faces, device=metrics_device or device)
-    return {"shape": shape, "category": dataset.category(shape), "n_points": int(n_points), "sigma": float(sigma),
-            "n_out": int(len(pred)), **{k: float(metrics[k]) for k in METRICS},
-            "seconds": float(seconds), "peak_mem_mb": None if peak_mb is None else float(peak_mb)}
+    return ShapeRecord(shape=shape, category=dataset.category(shape), n_points=int(n_points), sigma=float(sigma),
+                       n_out=int(len(pred)), **{k: float(metrics[k]) for k in METRICS},
+                       seconds=float(seconds), peak_mem_mb=None if peak_mb is None else float(peak_mb))
 
 
 # --- a whole method run (``sbdbench run``) ---------------------------------------------------------
@@ -234,8 +232,8 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
             records = run_cell(method, ds, n_points, sigma, cell_dir, noise=noise, shapes=shapes, device=device, progress=progress)
             shown = {k: v for k, v in method.get_params().items()}
             for r in records:
-                rows.append({"method": method_name, **r, "params": json.dumps(shown, sort_keys=True)})
-            mean_cd = sum(r["cd"] for r in records) / len(records) * REPORT_SCALE
+                rows.append({"method": method_name, **r.to_dict(), "params": json.dumps(shown, sort_keys=True)})
+            mean_cd = sum(r.cd for r in records) / len(records) * REPORT_SCALE
             log(f"{method_name} N={n_points} σ={sigma:g}: {len(records)} shapes, cd_1e4={mean_cd:.3f}, params {shown} -> {cell_dir}")
             write_tables()  # after every (N, σ): an interrupted run keeps the scores of its finished cells
     return write_tables()

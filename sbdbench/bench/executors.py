@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Sequence
 
 from sbdbench.bench.grid import Cell
 from sbdbench.errors import InputError
-from sbdbench.protocol import METRICS
+from sbdbench.protocol import METRICS, ShapeRecord
 
 EXECUTORS = ("local", "dask")
 
@@ -34,7 +34,7 @@ class CellOutcome:
     """What a worker sends back: the records of a finished cell, or the error of a failed one."""
 
     cell: Cell
-    records: Optional[List[dict]] = None
+    records: Optional[List[ShapeRecord]] = None
     error: Optional[str] = None
     started_at: str = ""
     finished_at: str = ""
@@ -51,15 +51,15 @@ class CellOutcome:
         return self.error is None and self.records is not None
 
 
-def _check_records(cell: Cell, records) -> Optional[str]:
+def _check_records(cell: Cell, records: Sequence[ShapeRecord]) -> Optional[str]:
     """A reason to reject the records of a cell (missing shapes, non-finite metrics), or None."""
     if not records:
         return "the cell produced no per-shape records (no test shapes?)"
     for rec in records:
         for key in METRICS:
-            value = rec.get(key)
+            value = getattr(rec, key)
             if value is None or not math.isfinite(float(value)):
-                return f"shape {rec.get('shape')!r}: metric {key} is {value}"
+                return f"shape {rec.shape!r}: metric {key} is {value}"
     return None
 
 
@@ -93,8 +93,8 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
             new_records = run_cell(method, dataset, cell.n_points, cell.sigma, None, noise=cell.noise, device=cell.device,
                                    metrics_device=cell.metrics_device or None, progress=False, shapes=remaining,
                                    on_shape=_on_shape(journal, progress, len(done), len(shapes)))
-        by_shape = {**done, **{r["shape"]: r for r in new_records}}
-        records = [dict(by_shape[s]) for s in shapes]
+        by_shape = {**done, **{r.shape: r for r in new_records}}
+        records = [by_shape[s] for s in shapes]
         problem = _check_records(cell, records)
         if problem:
             return CellOutcome(cell, error=problem, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0,
@@ -108,13 +108,13 @@ def execute_cell(cell: Cell, attempt: int = 1, journal_dir: Optional[str] = None
         return CellOutcome(cell, error=message, started_at=started_at, finished_at=utc_now(), seconds=time.perf_counter() - t0)
 
 
-def _on_shape(journal, progress, resumed: int, total: int) -> Callable[[dict], None]:
+def _on_shape(journal, progress, resumed: int, total: int) -> Callable[[ShapeRecord], None]:
     """run_cell's per-shape callback: journal the record, then report (done, total)."""
     count = [resumed]
     if progress is not None:
         progress(resumed, total)
 
-    def on_shape(record: dict) -> None:
+    def on_shape(record: ShapeRecord) -> None:
         if journal is not None:
             journal.append(record)
         count[0] += 1

@@ -2,7 +2,8 @@
 
 A cell is stored in the results database in one transaction when all its shapes are done; a 50K cell of a
 learned method takes half an hour on a laptop CPU, too much to lose to a kill. So each finished shape's
-record is also appended to ``<journal folder>/<cell key>.jsonl`` (one JSON object per line, flushed and
+record is also appended to ``<journal folder>/<cell key>.jsonl`` (one JSON object per line,
+:meth:`ShapeRecord.to_dict <sbdbench.protocol.ShapeRecord.to_dict>`, flushed and
 fsync'd before the next shape starts). The next attempt at the cell — a retry, or the next ``sbdbench bench``
 after a kill — reads those records back and runs only the missing shapes; the driver deletes the file once
 the cell is in the database. The folder sits next to the database (``results.db.cells/``). The cell key
@@ -16,15 +17,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import math
 from typing import Dict, Iterable, List, Optional
 
-from sbdbench.bench.cell import RECORD_KEYS
-from sbdbench.errors import SbdbenchError
-from sbdbench.protocol import METRICS
-
-#: metrics a journaled record must hold as finite numbers ≥ 0 (``peak_mem_mb`` may be missing: None)
-FINITE_KEYS = (*METRICS, "seconds", "sigma")
+from sbdbench.errors import DataError, SbdbenchError
+from sbdbench.protocol import ShapeRecord
 
 
 def journal_folder(db_path: str | os.PathLike) -> Path:
@@ -41,12 +37,13 @@ class CellJournal:
         self.dropped = 0  # invalid lines dropped by the last load()
         self.problem = ""
 
-    def load(self, shapes: Iterable[str]) -> Dict[str, dict]:
+    def load(self, shapes: Iterable[str]) -> Dict[str, ShapeRecord]:
         """Records already done, by shape, for the given shapes. A line cut short by a kill is ignored; a line
-        that parses but is not a valid record (a missing key, a non-finite metric...) is dropped, counted in
-        :attr:`dropped` (the first reason in :attr:`problem`) and removed from the file, so its shape runs again."""
+        that parses but is not a valid record (a missing key, a non-finite metric...: :meth:`ShapeRecord.from_dict
+        <sbdbench.protocol.ShapeRecord.from_dict>`) is dropped, counted in :attr:`dropped` (the first reason in
+        :attr:`problem`) and removed from the file, so its shape runs again."""
         wanted = set(shapes)
-        found: Dict[str, dict] = {}
+        found: Dict[str, ShapeRecord] = {}
         self.dropped, self.problem = 0, ""
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
@@ -58,17 +55,18 @@ class CellJournal:
         kept = []
         for line in lines:
             try:
-                record = json.loads(line)
+                parsed = json.loads(line)
             except ValueError:
                 continue  # cut short by a kill
-            problem = record_problem(record)
-            if problem:
+            try:
+                record = ShapeRecord.from_dict(parsed)
+            except DataError as exc:
                 self.dropped += 1
-                self.problem = self.problem or problem
+                self.problem = self.problem or str(exc)
                 continue
             kept.append(line)
-            if record["shape"] in wanted:
-                found[record["shape"]] = record
+            if record.shape in wanted:
+                found[record.shape] = record
         if self.dropped:
             self._rewrite(kept)
         return found
@@ -89,14 +87,14 @@ class CellJournal:
         except OSError:
             return 0
 
-    def append(self, record: dict) -> None:
+    def append(self, record: ShapeRecord) -> None:
         """Add one finished shape (durably); journaling stops quietly if the folder is not writable."""
         if not self.writable:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record, sort_keys=True) + "\n")
+                fh.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError:
@@ -108,25 +106,6 @@ class CellJournal:
             self.path.unlink(missing_ok=True)
         except OSError:
             pass
-
-
-def record_problem(record) -> Optional[str]:
-    """Why a parsed journal line is not a usable per-shape record, or None."""
-    if not isinstance(record, dict):
-        return f"not a JSON object: {type(record).__name__}"
-    missing = [k for k in RECORD_KEYS if k not in record]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    if not isinstance(record["shape"], str) or not isinstance(record["category"], str):
-        return "shape and category must be strings"
-    for key in FINITE_KEYS:
-        value = record[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            return f"shape {record['shape']!r}: {key} is {value!r}, not a finite number ≥ 0"
-    for key in ("n_points", "n_out"):
-        if isinstance(record[key], bool) or not isinstance(record[key], int) or record[key] < 1:
-            return f"shape {record['shape']!r}: {key} is {record[key]!r}, not a count"
-    return None
 
 
 def open_journal(folder: Optional[str], key: str) -> Optional[CellJournal]:

@@ -27,16 +27,16 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Set
+from typing import Any, Dict, Mapping, Optional, Sequence, Set, Union
 
 from sbdbench.errors import DataError, SbdbenchError
-from sbdbench.protocol import METRICS
+from sbdbench.protocol import METRICS, ShapeRecord
 
 SCHEMA_VERSION = 2
 DB_NAME = "results.db"
 BUSY_TIMEOUT_S = 120.0
 
-#: per-shape record keys produced by ``run_cell`` and stored in ``shapes``.
+#: the :class:`~sbdbench.protocol.ShapeRecord` fields stored in ``shapes`` (N and σ are the run's).
 SHAPE_FIELDS = ("shape", "category", "n_out", *METRICS, "seconds", "peak_mem_mb")
 METRIC_FIELDS = METRICS
 
@@ -150,6 +150,16 @@ def _finite_or_none(value) -> Optional[float]:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _shape_row(cell, record: Union[ShapeRecord, Mapping[str, Any]]) -> tuple:
+    """The ``shapes`` columns (after ``run_id``) of one per-shape record; a record lacking a field is an error."""
+    rec = record.to_dict() if isinstance(record, ShapeRecord) else record
+    missing = [k for k in SHAPE_FIELDS if k not in rec]
+    if missing:
+        raise SbdbenchError(f"{cell.label}: per-shape record lacks {', '.join(missing)}")
+    return (str(rec["shape"]), str(rec["category"]), int(rec["n_out"]), *(_finite_or_none(rec[k]) for k in METRIC_FIELDS),
+            float(rec["seconds"]), _finite_or_none(rec.get("peak_mem_mb")))
 
 
 def _stays_empty(path: Path, fresh_s: float = 10.0, wait_s: float = 3.0) -> bool:
@@ -300,9 +310,11 @@ class ResultsStore:
         )
         return int(cur.lastrowid)
 
-    def record_finished(self, cell, records: Sequence[dict], *, info: RunInfo, attempts: int = 1, started_at: str,
-                        finished_at: Optional[str] = None, seconds: float = 0.0, replace: bool = False) -> Optional[int]:
-        """Store a finished cell and its per-shape records in one transaction.
+    def record_finished(self, cell, records: Sequence[Union[ShapeRecord, Mapping[str, Any]]], *, info: RunInfo,
+                        attempts: int = 1, started_at: str, finished_at: Optional[str] = None, seconds: float = 0.0,
+                        replace: bool = False) -> Optional[int]:
+        """Store a finished cell and its per-shape records (:class:`~sbdbench.protocol.ShapeRecord`, or their
+        :meth:`~sbdbench.protocol.ShapeRecord.to_dict` form) in one transaction.
 
         Returns the new run id, or ``None`` when the cell already has a finished run (written by a
         concurrent bench) and ``replace`` is false — nothing is written then.
@@ -310,14 +322,7 @@ class ResultsStore:
         """
         if not records:
             raise SbdbenchError(f"{cell.label}: no per-shape records to store")
-        rows = []
-        for rec in records:
-            missing = [k for k in SHAPE_FIELDS if k not in rec]
-            if missing:
-                raise SbdbenchError(f"{cell.label}: per-shape record lacks {', '.join(missing)}")
-            rows.append((str(rec["shape"]), str(rec["category"]), int(rec["n_out"]),
-                         *(_finite_or_none(rec[k]) for k in METRIC_FIELDS),
-                         float(rec["seconds"]), _finite_or_none(rec.get("peak_mem_mb"))))
+        rows = [_shape_row(cell, rec) for rec in records]
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -55,10 +55,10 @@ def resolve_method(spec: str, n_points: int, sigma: Optional[float], *, device: 
     variant = typed_params(cls, raw_variant, f"method variant {spec!r}")
     extra = typed_params(cls, dict(overrides or {}), "parameters" if not raw_variant else f"parameters of {spec!r}")
     cell = frozen_cell(name, n_points, sigma) if frozen else None
-    params = {**(dict(cell.get("params", {})) if cell else {}), **variant}
+    params = {**(dict(cell.params or {}) if cell else {}), **variant}
     if device is not None and "device" in cls._param_names():
         params["device"] = device
     params.update(extra)
     settings = typed_params(cls, params, f"frozen settings of {name!r}")
-    where = (int(cell["n_points"]), float(cell["sigma"])) if cell else None
+    where = (int(cell.n_points), float(cell.sigma)) if cell else None
     return ResolvedMethod(cls(**settings), settings, where, missing_settings_note(name) if frozen else None)

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from sbdbench import resources
 from sbdbench.errors import DataError
+from sbdbench.protocol import TunedCell
 
 try:
     import tomllib
@@ -51,18 +52,18 @@ def load_settings(method_name: str, folder: Optional[Path] = None) -> Optional[D
         raise DataError(f"{path}: unreadable frozen settings ({exc}); re-run `sbdbench tune --method {method_name}`") from None
 
 
-def nearest_cell(cells: List[Dict[str, Any]], n_points: int, sigma: Optional[float]) -> Optional[Dict[str, Any]]:
+def nearest_cell(cells: List[TunedCell], n_points: int, sigma: Optional[float]) -> Optional[TunedCell]:
     """The cell nearest to (n_points, σ): nearest resolution on a log scale, then nearest σ
     (σ None → the median tuned σ at that resolution)."""
     if not cells:
         return None
-    dist_n = [abs(math.log(max(int(c["n_points"]), 1) / max(int(n_points), 1))) for c in cells]
+    dist_n = [abs(math.log(max(int(c.n_points), 1) / max(int(n_points), 1))) for c in cells]
     best = min(dist_n)
     same_n = [c for c, d in zip(cells, dist_n) if d <= best + 1e-12]
     if sigma is None:
-        sigmas = sorted(float(c["sigma"]) for c in same_n)
+        sigmas = sorted(float(c.sigma) for c in same_n)
         sigma = sigmas[len(sigmas) // 2]
-    return min(same_n, key=lambda c: (abs(float(c["sigma"]) - float(sigma)), float(c["sigma"])))
+    return min(same_n, key=lambda c: (abs(float(c.sigma) - float(sigma)), float(c.sigma)))
 
 
 def frozen_params(method_name: str, n_points: int, sigma: Optional[float], folder: Optional[Path] = None) -> Dict[str, Any]:
@@ -71,15 +72,19 @@ def frozen_params(method_name: str, n_points: int, sigma: Optional[float], folde
     Returns ``{}`` (the constructor defaults) when the method has no TOML or the TOML no cells.
     """
     cell = frozen_cell(method_name, n_points, sigma, folder)
-    return dict(cell.get("params", {})) if cell else {}
+    return dict(cell.params or {}) if cell else {}
 
 
-def frozen_cell(method_name: str, n_points: int, sigma: Optional[float], folder: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+def frozen_cell(method_name: str, n_points: int, sigma: Optional[float], folder: Optional[Path] = None) -> Optional[TunedCell]:
     """The tuned cell (``n_points``, ``sigma``, ``params``...) whose settings :func:`frozen_params` returns, or None."""
     data = load_settings(method_name, folder)
     if not data:
         return None
-    return nearest_cell(list(data.get("cell", [])), n_points, sigma)
+    try:
+        cells = [TunedCell.from_dict(c) for c in data.get("cell", [])]
+    except DataError as exc:
+        raise DataError(f"{settings_path(method_name, folder)}: {exc}; re-run `sbdbench tune --method {method_name}`") from None
+    return nearest_cell(cells, n_points, sigma)
 
 
 def missing_settings_note(method_name: str, folder: Optional[Path] = None) -> Optional[str]:

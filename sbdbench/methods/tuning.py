@@ -18,16 +18,16 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from sbdbench.errors import DataError, InputError
 from sbdbench.geometry import normalize_unit_sphere
 from sbdbench.paths import atomic_write_text
-from sbdbench.protocol import DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS
+from sbdbench.protocol import CELL_KEYS, DEFAULT_RESOLUTIONS, DEFAULT_SIGMAS, TunedCell  # noqa: F401  (CELL_KEYS: re-exported)
 
 #: resolutions above this use ``max_shapes_large`` shapes.
 LARGE_N = 20000
@@ -39,11 +39,6 @@ def check_split(split: str) -> None:
     """Tuning reads ``train`` or ``val``, never ``test``: anything else is an :class:`InputError`."""
     if split not in TUNING_SPLITS:
         raise InputError(f"tuning split must be one of {', '.join(TUNING_SPLITS)} (never the test split), got {split!r}")
-
-
-def cell_key(cell: Dict[str, Any]) -> tuple:
-    """The (resolution, σ) a tuned cell stands for, σ rounded so that 0.03 and 0.030000001 are one cell."""
-    return int(cell["n_points"]), round(float(cell["sigma"]), 6)
 
 
 def grid_points(grid: Dict[str, Sequence[Any]]) -> List[Dict[str, Any]]:
@@ -101,10 +96,8 @@ def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 
     return unit, np.asarray(noisy, dtype=np.float64)
 
 
-#: the order of a frozen-settings TOML: top-level keys, then each ``[[cell]]``'s keys.
+#: the order of a frozen-settings TOML: top-level keys, then each ``[[cell]]``'s keys (:data:`~sbdbench.protocol.CELL_KEYS`).
 SETTINGS_KEYS = ("method", "paper", "sbdbench_version", "date", "dataset", "split", "score", "seed", "fixed_params", "grid")
-CELL_KEYS = ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from", "params", "within",
-             "best_params", "best_cd", "trials")
 
 
 def _plain(value: Any) -> Any:
@@ -122,12 +115,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _as_cell(cell: Union[TunedCell, Mapping[str, Any]]) -> TunedCell:
+    """A :class:`~sbdbench.protocol.TunedCell` as it is, a parsed TOML table as one."""
+    return cell if isinstance(cell, TunedCell) else TunedCell.from_dict(cell)
+
+
 def settings_toml(doc: Dict[str, Any]) -> str:
-    """Render a tuning result (see :func:`tune_method`) as TOML, through tomli-w (keys quoted, strings escaped)."""
+    """Render a tuning result (see :func:`tune_method`) as TOML, through tomli-w (keys quoted, strings escaped).
+    The document's ``cell`` list holds :class:`~sbdbench.protocol.TunedCell` objects or their parsed TOML tables."""
     import tomli_w
 
     ordered: Dict[str, Any] = {key: doc[key] for key in SETTINGS_KEYS if key in doc}
-    ordered["cell"] = [{key: cell[key] for key in CELL_KEYS if key in cell} for cell in doc["cell"]]
+    ordered["cell"] = [_as_cell(cell).to_dict() for cell in doc["cell"]]
     header = f"# Frozen settings of `{doc['method']}`, written by `sbdbench tune`. Do not edit by hand: re-run the tuning.\n\n"
     try:
         return header + tomli_w.dumps(_plain(ordered))
@@ -189,7 +188,8 @@ def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[
 
 
 def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Run a :class:`TuneConfig`; ``log`` gets one line per trial. Returns the document written (the TOML's content)."""
+    """Run a :class:`TuneConfig`; ``log`` gets one line per trial. Returns the document written (the TOML's content,
+    its ``cell`` list as :class:`~sbdbench.protocol.TunedCell` objects)."""
     from sbdbench.data.dataset import open_dataset
     from sbdbench.methods.settings import settings_out_path
 
@@ -211,11 +211,10 @@ def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, An
                 from sbdbench.methods.settings import nearest_cell
 
                 base = nearest_cell(base_cells, n_points, sigma)
-                held.update({k: v for k, v in base["params"].items() if k not in config.refine_keys})
-            cell = _tune_cell(config, ds, shapes, n_points, sigma, held, points, log)
-            cell["searched"] = list(searched)
-            chosen_text = cell.pop("chosen_text")
-            doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c["n_points"]), float(c["sigma"])))
+                held.update({k: v for k, v in (base.params or {}).items() if k not in config.refine_keys})
+            cell, chosen_text = _tune_cell(config, ds, shapes, n_points, sigma, held, points, log)
+            cell.searched = list(searched)
+            doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c.n_points), float(c.sigma)))
             atomic_write_text(out, settings_toml(doc))
             log(f"{config.method} N={n_points} σ={sigma:g}: chose {chosen_text} -> {out}")
     return doc
@@ -255,7 +254,7 @@ def _read_toml(path: Path) -> Dict[str, Any]:
         return {}
 
 
-def _refine_base(config: TuneConfig, grid, out: Path) -> List[Dict[str, Any]]:
+def _refine_base(config: TuneConfig, grid, out: Path) -> List[TunedCell]:
     """The already-tuned cells whose choices a refining run holds (empty when not refining)."""
     if not config.refine_keys:
         return []
@@ -266,7 +265,7 @@ def _refine_base(config: TuneConfig, grid, out: Path) -> List[Dict[str, Any]]:
     if src.is_file():
         from sbdbench.methods.settings import tomllib
 
-        base_cells = list(tomllib.loads(src.read_text(encoding="utf-8")).get("cell", []))
+        base_cells = [TunedCell.from_dict(c) for c in tomllib.loads(src.read_text(encoding="utf-8")).get("cell", [])]
     else:
         base_cells = []
     if not base_cells:
@@ -286,16 +285,17 @@ def _searched_grid(config: TuneConfig, grid) -> Dict[str, List[Any]]:
     return searched
 
 
-def _kept_cells(config: TuneConfig, out: Path) -> List[Dict[str, Any]]:
+def _kept_cells(config: TuneConfig, out: Path) -> List[TunedCell]:
     """With ``merge``: the cells of an existing TOML that this run does not redo."""
     if not (config.merge and out.is_file()):
         return []
-    planned = {cell_key({"n_points": n, "sigma": s}) for n in config.resolutions for s in config.sigmas}
-    return [c for c in _read_toml(out).get("cell", []) if cell_key(c) not in planned]
+    planned = {TunedCell(n, s).key for n in config.resolutions for s in config.sigmas}
+    cells = [TunedCell.from_dict(c) for c in _read_toml(out).get("cell", [])]
+    return [c for c in cells if c.key not in planned]
 
 
-def _tune_cell(config: TuneConfig, ds, shapes, n_points: int, sigma: float, held, points, log) -> Dict[str, Any]:
-    """Every grid point on the cell's shapes → the cell's TOML entry (plus ``chosen_text`` for the log line)."""
+def _tune_cell(config: TuneConfig, ds, shapes, n_points: int, sigma: float, held, points, log) -> Tuple[TunedCell, str]:
+    """Every grid point on the cell's shapes → (the tuned cell, what was chosen in words for the log line)."""
     import time
 
     from sbdbench.methods.resolve import resolve_method
@@ -313,16 +313,15 @@ def _tune_cell(config: TuneConfig, ds, shapes, n_points: int, sigma: float, held
         log(f"{config.method} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
     best, chosen = choose_trial(trials, config.within)
     seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
-    cell = {"n_points": int(n_points), "sigma": float(sigma), "shapes": shapes, "cd": trials[chosen]["cd"],
-            "noisy_cd": noisy_cd, "seconds_per_shape": round(seconds, 3), "searched": [],
-            "held_from": "nearest tuned cell, same σ" if config.refine_keys else "",
-            "params": {**held, **points[chosen]}, "trials": trials}
+    cell = TunedCell(int(n_points), float(sigma), shapes=shapes, cd=trials[chosen]["cd"], noisy_cd=noisy_cd,
+                     seconds_per_shape=round(seconds, 3), searched=[],
+                     held_from="nearest tuned cell, same σ" if config.refine_keys else "",
+                     params={**held, **points[chosen]}, trials=trials)
     text = f"{points[chosen]} (cd {trials[chosen]['cd'] * 1e4:.3f}e-4"
     if chosen != best:
-        cell.update({"within": float(config.within), "best_params": {**held, **points[best]}, "best_cd": trials[best]["cd"]})
+        cell.within, cell.best_params, cell.best_cd = float(config.within), {**held, **points[best]}, trials[best]["cd"]
         text += f"; best {points[best]} at {trials[best]['cd'] * 1e4:.3f}e-4"
-    cell["chosen_text"] = text + ")"
-    return cell
+    return cell, text + ")"
 
 
 def choose_trial(trials: Sequence[Dict[str, Any]], within: float = 0.0) -> tuple[int, int]:
@@ -344,7 +343,7 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     searched parts of one grid side by side (``tune --values``): the same searched keys, the same held
     parameters, shapes and noise. Then their trials are pooled and the best of all is chosen, as one run
     over the union would have. The header (grid, date, version) comes from the last file. Returns the
-    merged document.
+    merged document (its ``cell`` list as :class:`~sbdbench.protocol.TunedCell` objects).
     """
     from sbdbench.methods.settings import tomllib
 
@@ -354,35 +353,33 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     methods = {d.get("method") for d in docs}
     if len(methods) != 1:
         raise InputError(f"cannot merge settings of different methods: {sorted(map(str, methods))}")
-    cells: Dict[Any, Dict[str, Any]] = {}
+    cells: Dict[Any, TunedCell] = {}
     for d in docs:
-        for c in d.get("cell", []):
-            key = cell_key(c)
-            cells[key] = _pool_trials(cells[key], c) if key in cells and _same_search(cells[key], c) else c
+        for c in map(TunedCell.from_dict, d.get("cell", [])):
+            cells[c.key] = _pool_trials(cells[c.key], c) if c.key in cells and _same_search(cells[c.key], c) else c
     merged = dict(docs[-1])
     merged["cell"] = [cells[k] for k in sorted(cells)]
     atomic_write_text(out, settings_toml(merged))
     return merged
 
 
-def _held(cell: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: v for k, v in cell.get("params", {}).items() if k not in cell.get("searched", [])}
+def _held(cell: TunedCell) -> Dict[str, Any]:
+    return {k: v for k, v in (cell.params or {}).items() if k not in (cell.searched or [])}
 
 
-def _same_search(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+def _same_search(a: TunedCell, b: TunedCell) -> bool:
     """Two tunings of one cell that differ only in which grid values they tried."""
-    return (bool(a.get("trials")) and bool(b.get("trials")) and a.get("searched") == b.get("searched")
-            and _held(a) == _held(b) and a.get("shapes") == b.get("shapes")
-            and np.isclose(float(a["noisy_cd"]), float(b["noisy_cd"]), rtol=1e-9, atol=0.0))
+    return (bool(a.trials) and bool(b.trials) and a.searched == b.searched and _held(a) == _held(b) and a.shapes == b.shapes
+            and np.isclose(float(a.noisy_cd), float(b.noisy_cd), rtol=1e-9, atol=0.0))
 
 
-def _pool_trials(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+def _pool_trials(a: TunedCell, b: TunedCell) -> TunedCell:
     """One cell from two :func:`_same_search` cells: their trials (a trial tried in both: the later one), best chosen."""
-    keys = list(a["searched"])
-    trials = {tuple(t[k] for k in keys): t for t in list(a["trials"]) + list(b["trials"])}
+    keys = list(a.searched)
+    trials = {tuple(t[k] for k in keys): t for t in list(a.trials) + list(b.trials)}
     pooled = list(trials.values())
     best = min(pooled, key=lambda t: float(t["cd"]))
-    n_a, n_b = len(a["trials"]), len(b["trials"])
-    seconds = (float(a["seconds_per_shape"]) * n_a + float(b["seconds_per_shape"]) * n_b) / (n_a + n_b)
-    return {**b, "cd": float(best["cd"]), "seconds_per_shape": round(seconds, 3), "trials": pooled,
-            "params": {**_held(b), **{k: best[k] for k in keys}}}
+    n_a, n_b = len(a.trials), len(b.trials)
+    seconds = (float(a.seconds_per_shape) * n_a + float(b.seconds_per_shape) * n_b) / (n_a + n_b)
+    return replace(b, cd=float(best["cd"]), seconds_per_shape=round(seconds, 3), trials=pooled,
+                   params={**_held(b), **{k: best[k] for k in keys}})
