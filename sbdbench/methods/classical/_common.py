@@ -13,7 +13,7 @@ points. At 10K/1 % that is ≈ 3.5·c² neighbours, at 50K/3 % ≈ 18·c² (c = 
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -45,6 +45,35 @@ def knn_self(points: np.ndarray, k: int, tree: Optional[cKDTree] = None) -> Tupl
     return dist[:, 1:], idx[:, 1:]
 
 
+def in_spatial_order(passes: Callable[[np.ndarray], np.ndarray], points: np.ndarray) -> np.ndarray:
+    """``passes(points)`` run on the rows in the leaf order of a kd tree, the result put back in input order.
+
+    A point-wise kNN method gives the same rows in any order (ties between equidistant neighbours aside), but in
+    the tree's order the queries and the neighbour gathers walk memory that is already in the CPU cache. At 1M
+    random-order points and k = 200 that makes the kNN query 2.8× and the gather 3.7× faster
+    (``benchmarks/classical_order.py``). ``passes``: (N, 3) → (N, 3), output row i from input row i.
+    """
+    order = cKDTree(points).indices
+    out = np.empty_like(points)
+    out[order] = passes(np.ascontiguousarray(points[order]))
+    return out
+
+
+def knn_chunks(points: np.ndarray, k: int, size: int = CHUNK) -> Iterator[Tuple[slice, np.ndarray, np.ndarray]]:
+    """:func:`knn_self` one chunk of points at a time, so that no (N, k) array is ever held (bounded memory at 1M+).
+
+    Yields ``(rows, dist, nb)`` per chunk of ``size`` consecutive points: ``rows`` their slice, ``dist`` (M, k) the
+    distances to their k nearest other points, ``nb`` (M, k + 1) the point's own index followed by those neighbours
+    (:func:`with_self`). The rows equal :func:`knn_self`'s (each query is independent of the batch it is in).
+    """
+    n = len(points)
+    k = int(max(1, min(k, n - 1)))
+    tree = cKDTree(points)
+    for rows in chunks(n, size):
+        dist, idx = tree.query(points[rows], k=k + 1, workers=-1)
+        yield rows, dist[:, 1:], np.concatenate([np.arange(rows.start, rows.stop)[:, None], idx[:, 1:]], axis=1)
+
+
 def local_frames(points: np.ndarray, neighbours: np.ndarray, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(Weighted) PCA of neighbourhoods.
 
@@ -61,14 +90,14 @@ def local_frames(points: np.ndarray, neighbours: np.ndarray, weights: Optional[n
     if weights is None:
         c = nb.mean(axis=1)
         d = nb - c[:, None]
-        cov = np.einsum("mki,mkj->mij", d, d) / nb.shape[1]
+        cov = np.matmul(d.transpose(0, 2, 1), d) / nb.shape[1]  # = einsum("mki,mkj->mij"), 5× faster
     else:
         wsum = weights.sum(axis=1, keepdims=True)
         wsum = np.where(wsum > 0, wsum, 1.0)
         wn = weights / wsum
         c = np.einsum("mk,mki->mi", wn, nb)
         d = nb - c[:, None]
-        cov = np.einsum("mk,mki,mkj->mij", wn, d, d)
+        cov = np.matmul((d * wn[:, :, None]).transpose(0, 2, 1), d)
     evals, evecs = np.linalg.eigh(cov)
     return c, evals, evecs
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_self,
-                                                  local_frames, neighbourhood, sample_centres, with_self)
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+                                                  local_frames, neighbourhood, sample_centres)
 
 
 @register
@@ -63,18 +62,18 @@ class Bilateral(Denoiser):
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:
             return points
-        x = points
-        k, sigma, spacing = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
+        k, sigma, spacing = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
         # σ_n from the noise level: never below a fraction of the spacing (σ = 0 would divide by zero).
         sigma_n = None if self.sigma_n_scale is None else self.sigma_n_scale * max(sigma, 0.05 * spacing)
+        return in_spatial_order(lambda x: self._passes(x, k, sigma_n), points)
+
+    def _passes(self, x: np.ndarray, k: int, sigma_n: Optional[float]) -> np.ndarray:
         for _ in range(self.iterations):
-            dist, idx = knn_self(x, k, cKDTree(x))
             out = np.empty_like(x)
-            for sl in chunks(len(x)):
-                _, _, frame = local_frames(x, with_self(idx, sl))
+            for sl, d, nb in knn_chunks(x, k):
+                _, _, frame = local_frames(x, nb)
                 n = frame[:, :, 0]
-                off = np.einsum("mkd,md->mk", x[idx[sl]] - x[sl][:, None], n)
-                d = dist[sl]
+                off = np.einsum("mkd,md->mk", x[nb[:, 1:]] - x[sl][:, None], n)
                 sd = self.sigma_d_scale * d[:, -1:] + 1e-12
                 sn = (off.std(axis=1, keepdims=True) if sigma_n is None else np.full((len(off), 1), sigma_n)) + 1e-12
                 w = np.exp(-(d ** 2) / (2 * sd ** 2) - off ** 2 / (2 * sn ** 2))

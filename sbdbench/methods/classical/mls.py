@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_self,
-                                                  local_frames, neighbourhood, sample_centres, with_self)
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+                                                  local_frames, neighbourhood, sample_centres)
 from sbdbench.methods.classical.jet import project_onto_height_fit
 
 
@@ -64,15 +63,14 @@ class MLS(Denoiser):
         n_coef = (self.degree + 1) * (self.degree + 2) // 2
         if len(points) < n_coef + 1:
             return points
-        x = points
-        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
-        k = max(k, n_coef)
+        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
+        return in_spatial_order(lambda x: self._passes(x, max(k, n_coef)), points)
+
+    def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
         for _ in range(self.iterations):
-            dist, idx = knn_self(x, k, cKDTree(x))
             out = np.empty_like(x)
-            for sl in chunks(len(x)):
-                nb_idx = with_self(idx, sl)
-                d = np.concatenate([np.zeros((len(nb_idx), 1)), dist[sl]], axis=1)
+            for sl, dist, nb_idx in knn_chunks(x, k):
+                d = np.concatenate([np.zeros((len(nb_idx), 1)), dist], axis=1)
                 h = self.bandwidth * d[:, -1:] + 1e-12
                 w = np.exp(-(d ** 2) / h ** 2)
                 c, _, frame = local_frames(x, nb_idx, w)

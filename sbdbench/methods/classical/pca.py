@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, chunks, knn_block_settings, knn_self,
-                                                  local_frames, neighbourhood, sample_centres, with_self)
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+                                                  local_frames, neighbourhood, sample_centres)
 
 
 @register
@@ -49,13 +48,14 @@ class PCAProjection(Denoiser):
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:
             return points
-        x = points
-        k, _, _ = neighbourhood(x, noise_level, self.radius_scale, self.k, centres=sample_centres(len(x)))
+        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
+        return in_spatial_order(lambda x: self._passes(x, k), points)
+
+    def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
         for _ in range(self.iterations):
-            _, idx = knn_self(x, k, cKDTree(x))
             out = np.empty_like(x)
-            for sl in chunks(len(x)):
-                c, _, v = local_frames(x, with_self(idx, sl))
+            for sl, _, nb in knn_chunks(x, k):
+                c, _, v = local_frames(x, nb)
                 n = v[:, :, 0]
                 out[sl] = x[sl] - np.einsum("mi,mi->m", x[sl] - c, n)[:, None] * n
             x = out
