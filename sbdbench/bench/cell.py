@@ -81,7 +81,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
         device: the method's device (CUDA peak memory is measured there) and, unless ``metrics_device``
             is given, where the metrics run ("cpu" = exact float64 backend).
         on_shape: called with each record as soon as it is ready.
-        progress: show a tqdm bar.
+        progress: show the shapes done (a tqdm bar on a terminal, else a line at most every 30 s; :mod:`sbdbench.progress`).
 
     Returns:
         One :class:`~sbdbench.protocol.ShapeRecord` per shape (metrics raw, unscaled).
@@ -96,13 +96,11 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
     shapes = _cell_shapes(dataset, shapes)
     _check_noisy_dir(dataset, n_points, sigma, noise)
     check_cell_inputs(dataset, n_points, sigma, noise, shapes)  # a file changed since the build is refused, not scored
-    iterator = shapes
-    if progress:
-        from tqdm import tqdm
+    from sbdbench.progress import progress_iter
 
-        iterator = tqdm(shapes, desc=f"{method.name} {int(n_points)} {sigma:g}", unit="shape", leave=False)
     records = []
-    for shape in iterator:
+    for shape in progress_iter(shapes, len(shapes), f"{method.name} {int(n_points)} {sigma:g}", "shape", enabled=progress,
+                               leave=False):
         record = _run_shape(method, dataset, shape, n_points, sigma, noise, out_dir, device, metrics_device)
         records.append(record)
         if on_shape is not None:

@@ -4,7 +4,8 @@ The driver (:func:`sbdbench.bench.runner.run_cells`) reports how many shapes of 
 process straight from :func:`~sbdbench.bench.executors.execute_cell` (sequential executor), or by counting
 the lines of the cell's journal while pool or Dask workers run it. :class:`ShapeProgress` shows that as one
 tqdm bar per cell on a terminal, and as plain lines (at most one per ``min_interval_s`` per cell, plus the
-first shape) otherwise, so a log of a 30-minute learned cell still says how far it is.
+first shape) otherwise, so a log of a 30-minute learned cell still says how far it is. The generic parts (the
+bar, the ETA, :func:`format_seconds`) live in :mod:`sbdbench.progress`.
 """
 
 from __future__ import annotations
@@ -14,15 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional
 
+from sbdbench.progress import Progress, eta_seconds, format_seconds, tqdm_bar
 
-def format_seconds(seconds: float) -> str:
-    """72 → '1 min 12 s', 4000 → '1 h 07 min'."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+__all__ = ["CellWatch", "PointProgress", "ShapeProgress", "format_seconds"]
 
 
 @dataclass
@@ -37,10 +32,7 @@ class _Cell:
 
     def eta(self) -> Optional[float]:
         """Seconds left, from the mean time of the shapes run so far in this attempt (None before the first)."""
-        ran = self.done - self.resumed
-        if ran <= 0:
-            return None
-        return (time.monotonic() - self.started) / ran * (self.total - self.done)
+        return eta_seconds(time.monotonic() - self.started, self.done - self.resumed, self.total - self.resumed)
 
 
 class ShapeProgress:
@@ -56,9 +48,7 @@ class ShapeProgress:
         """A cell begins (``done`` shapes come from the journal of an interrupted run)."""
         cell = self.cells[key] = _Cell(label, int(total), int(done), done=int(done))
         if self.tty:
-            from tqdm import tqdm
-
-            cell.bar = tqdm(total=cell.total, initial=cell.done, desc=label, unit="shape", leave=False, file=sys.stderr)
+            cell.bar = tqdm_bar(cell.total, label, "shape", initial=cell.done, leave=False)
 
     def update(self, key: str, done: int) -> None:
         """``done`` shapes of cell ``key`` are finished (a count, so repeated polls are harmless)."""
@@ -144,30 +134,18 @@ class CellWatch:
 
 class PointProgress:
     """``progress(done, total)`` of one denoise, in points: a tqdm bar with an ETA on a terminal, else a plain line
-    at most every ``min_interval_s`` (and none for work that ends sooner)."""
+    at most every ``min_interval_s`` (and none for work that ends sooner): a :class:`sbdbench.progress.Progress`
+    whose total is the first call's."""
 
     def __init__(self, log: Callable[[str], None], label: str, *, tty: Optional[bool] = None, min_interval_s: float = 30.0):
         self.log, self.label = log, label
-        self.tty = sys.stderr.isatty() if tty is None else tty
-        self.min_interval_s = min_interval_s
-        self.started = self.last_line = time.monotonic()
-        self.bar = None
+        self.progress = Progress(None, label, "pt", noun="points", log=lambda msg: log(f"  {msg}"), tty=tty,
+                                 min_interval_s=min_interval_s, unit_scale=True, summary=False, leave=False)
 
     def __call__(self, done: int, total: int) -> None:
-        if self.tty:
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=int(total), desc=self.label, unit="pt", unit_scale=True, leave=False, file=sys.stderr)
-            self.bar.update(int(done) - self.bar.n)
-            return
-        now = time.monotonic()
-        if done >= total or now - self.last_line < self.min_interval_s:
-            return
-        self.last_line = now
-        eta = (now - self.started) / max(done, 1) * (total - done)
-        self.log(f"  {self.label}: {done}/{total} points ({100 * done / total:.0f} %), ETA {format_seconds(eta)}")
+        if self.progress.total != int(total):
+            self.progress.total = int(total)
+        self.progress.update_to(int(done))
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()

@@ -70,10 +70,10 @@ def check_noise(dataset: Dataset | str, *, alpha: float = 0.001, max_shapes: Opt
     sets = _noisy_sets(ds)
     if not sets:
         raise DataError(f"dataset {ds.name!r} has no noisy inputs under {ds.examples_dir}")
-    from tqdm.auto import tqdm
+    from sbdbench.progress import progress_iter
 
     rows = []
-    for split, n, kind, sigma, folder in tqdm(sets, desc=f"check-noise {ds.name}", unit="set", disable=not progress):
+    for split, n, kind, sigma, folder in progress_iter(sets, len(sets), f"check-noise {ds.name}", "set", enabled=progress):
         residuals = []
         files = sorted(folder.glob("*.xyz"))[:max_shapes]
         for noisy_path in files:

@@ -340,7 +340,7 @@ def _build_lock(root: Path, name: str):
 
 def _write_locked(ds: Dataset, tasks: Sequence[ShapeTask], plan: BuildPlan, parameters: Dict, source: str,
                   extra: Optional[Dict], progress: bool, workers: Optional[int]) -> Dataset:
-    from tqdm.auto import tqdm
+    from sbdbench.progress import Progress
 
     name, root = ds.name, ds.root
     _clear_previous(ds)
@@ -348,7 +348,7 @@ def _write_locked(ds: Dataset, tasks: Sequence[ShapeTask], plan: BuildPlan, para
     (ds.dir / BUILDING_MARKER).write_text("an sbdbench build is in progress or was interrupted\n")
     workers = int(workers) if workers else min(2, os.cpu_count() or 1)
     results: Dict[str, Dict] = {}
-    bar = tqdm(total=len(tasks), desc=f"building {name}", unit="shape", disable=not progress)
+    bar = Progress(len(tasks), f"building {name}", "shape", enabled=progress)
     try:
         if workers > 1 and len(tasks) > 1:
             import multiprocessing as mp

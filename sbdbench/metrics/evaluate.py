@@ -150,12 +150,9 @@ def evaluate_folder(dataset, pred_dir, n_points: int, split: str = "test", devic
     check_reference_files(ds, n_points, split)  # GT files changed since the build are refused, not scored
     preds = _match_predictions(Path(pred_dir), shapes, known)
     rows = []
-    iterator = shapes
-    if progress:
-        from tqdm import tqdm
+    from sbdbench.progress import progress_iter
 
-        iterator = tqdm(shapes, desc="evaluate", unit="shape")
-    for shape in iterator:
+    for shape in progress_iter(shapes, len(shapes), "evaluate", "shape", enabled=progress):
         pred = read_points(preds[shape])
         gt = ds.load_clean(shape, n_points, split)
         verts, faces = ds.load_mesh(shape, split)

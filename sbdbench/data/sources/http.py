@@ -68,7 +68,7 @@ class Downloader:
     retries: extra attempts after the first one (each resumes the ``.part`` file).
     backoff: seconds before the first retry; doubled after each failed attempt.
     timeout: (connect, read) timeouts in seconds for every request.
-    progress: show a tqdm progress bar per file.
+    progress: show the progress of each file (a bar on a terminal, else a line at most every 30 s).
     session: a ``requests.Session`` for the transfers.
     """
 
@@ -287,11 +287,13 @@ def download_lock(target: Path) -> Iterator[None]:
 
 
 def progress_bar(enabled: bool, total: Optional[int], initial: int, desc: str):
+    """The byte progress of one transfer (None when disabled): a tqdm bar on a terminal, else lines such as
+    ``downloading X: 120.3 MiB / 1.2 GiB (10 %), ETA 3 min 02 s`` (:class:`sbdbench.progress.Progress`)."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from sbdbench.progress import Progress
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, leave=False)
+    return Progress(total, f"downloading {desc}", "B", initial=initial, leave=False)
 
 
 def _start_from_content_range(value: Optional[str]) -> Optional[int]:

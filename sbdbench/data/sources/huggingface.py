@@ -103,9 +103,44 @@ def _hub_download(hub: HubFile, endpoint: str, staging: Path, progress: bool) ->
 
     try:
         return Path(hf_hub_download(hub.repo, hub.path, repo_type=hub.repo_type, revision=hub.revision, endpoint=endpoint,
-                                    local_dir=staging, token=False, tqdm_class=None if progress else _silent_bar_class()))
+                                    local_dir=staging, token=False, tqdm_class=_bar_class(progress)))
     except Exception as exc:
         raise hub_error(exc, hub, endpoint) from None
+
+
+def _bar_class(progress: bool):
+    """The library's own bar on a terminal (None), lines elsewhere (:class:`sbdbench.progress.Progress`), or silence."""
+    import sys
+
+    if not progress:
+        return _silent_bar_class()
+    return None if sys.stderr.isatty() else _line_bar_class()
+
+
+def _line_bar_class():
+    """A disabled tqdm class whose updates go to :class:`sbdbench.progress.Progress` lines ("downloading X: 120.3
+    MiB / 1.2 GiB (10 %), ETA ..."): off a terminal the library's own bar would print nothing for an hour's download."""
+    from tqdm.auto import tqdm
+
+    from sbdbench.progress import Progress
+
+    class Lines(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self.lines = Progress(kwargs.get("total"), f"downloading {kwargs.get('desc') or 'file'}", "B",
+                                  initial=kwargs.get("initial") or 0, tty=False)
+
+        def update(self, n=1):
+            self.lines.update(n or 0)
+
+        def close(self):
+            if hasattr(self, "lines"):
+                self.lines.close()
+            super().close()
+
+    return Lines
 
 
 def _silent_bar_class():

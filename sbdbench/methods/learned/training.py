@@ -33,6 +33,7 @@ from torch import nn
 from sbdbench.errors import DataError, InputError
 from sbdbench.methods.learned.checkpoint import load_checkpoint, save_project_weights
 from sbdbench.paths import atomic_path, atomic_write_text
+from sbdbench.progress import format_seconds
 
 LossFn = Callable[[Dict[str, torch.Tensor], nn.Module], torch.Tensor]
 
@@ -199,6 +200,7 @@ class _TrainingRun:
         torch.manual_seed(config.seed)
         self.history: List[Dict[str, float]] = []
         self.start_it, self.best_val, self.best_it, self.elapsed = 0, math.inf, 0, 0.0
+        self.run_from = (0, 0.0)  # (iteration, seconds) where this invocation's loop began
         #: [start iteration, target iterations] of each invocation whose target differed: the LR history
         self.segments: List[List[int]] = [[0, config.iterations]]
         self.last = self.out_dir / "last.pt"
@@ -270,6 +272,7 @@ class _TrainingRun:
             self.log(f"iteration 0 (the starting network): val {self.best_val:.6g}")
         t0 = time.perf_counter() - self.elapsed
         it = self.start_it
+        self.run_from = (self.start_it, self.elapsed)  # this invocation's start: its mean time per iteration gives the ETA
         for it in range(self.start_it + 1, config.iterations + 1):
             loss = self.step(it)
             self.elapsed = time.perf_counter() - t0
@@ -313,8 +316,22 @@ class _TrainingRun:
                 self.best_val, self.best_it = val, it
                 self.save_best(it, val)
             self.log(f"iteration {it}: loss {row['loss']:.5f}, val {val:.6g} (best {self.best_val:.6g} at {self.best_it}), "
-                     f"{self.elapsed:.0f} s")
+                     f"{self.elapsed:.0f} s{self.eta(it)}")
+        elif validate_now:
+            self.log(f"iteration {it}: loss {row['loss']:.5f}, {self.elapsed:.0f} s{self.eta(it)}")
         self.history.append(row)
+
+    def eta(self, it: int) -> str:
+        """', ETA 3 min 02 s' after iteration ``it``: this invocation's seconds per iteration × the iterations left
+        (at most the time limit's rest); '' at the last iteration or before the first of this invocation."""
+        first_it, first_s = self.run_from
+        config = self.config
+        if it <= first_it or it >= config.iterations:
+            return ""
+        left = (self.elapsed - first_s) / (it - first_it) * (config.iterations - it)
+        if config.time_limit_s is not None:
+            left = min(left, max(config.time_limit_s - self.elapsed, 0.0))
+        return f", ETA {format_seconds(left)}"
 
 
 def load_best(model: nn.Module, path: str | Path) -> Dict[str, Any]:
