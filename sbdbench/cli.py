@@ -13,8 +13,8 @@ from typing import List, Sequence
 import click
 
 from sbdbench import __version__
-from sbdbench.cli_options import (AliasedCommand, noise_kind_option, out_option, parse_counts, parse_names, parse_sigmas,
-                                  quiet_option, resolutions_option, sigma_option, sigmas_option)
+from sbdbench.cli_options import (AliasedCommand, max_memory_option, noise_kind_option, out_option, parse_counts, parse_names,
+                                  parse_sigmas, quiet_option, resolutions_option, sigma_option, sigmas_option)
 from sbdbench.errors import InputError, SbdbenchError
 from sbdbench.methods.params import untyped_value, untyped_values
 from sbdbench.protocol import GAUSSIAN
@@ -368,19 +368,21 @@ def methods_cmd(verbose: bool) -> None:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:i] (torch methods and the metrics).")
 @out_option("folder", "denoised clouds per cell, per_shape.csv and summary.csv [default: runs/<method>/].", dest="out_dir")
 @click.option("--shapes", default=None, help="Comma-separated subset of test shapes.")
+@max_memory_option()
 @quiet_option()
-def run_cmd(method_name, dataset, resolutions, sigmas, noise_kind, param_items, defaults, device, out_dir, shapes, quiet) -> None:
+def run_cmd(method_name, dataset, resolutions, sigmas, noise_kind, param_items, defaults, device, out_dir, shapes, max_memory, quiet) -> None:
     """Denoise every test input of a dataset, write ScoreDenoise-layout outputs, score them."""
     from pathlib import Path
 
     from sbdbench.bench.cell import run_method
+    from sbdbench.methods.blocks import parse_memory
     from sbdbench.outputs import refuse_inside
 
     refuse_inside(Path(out_dir or Path("runs") / method_name), _dataset_folders(dataset), "--out")
     frame, summary = run_method(
         method_name, dataset, resolutions, sigmas, params=method_params(param_items), use_frozen=not defaults, device=device,
         out=Path(out_dir) if out_dir else None, noise=noise_kind, shapes=parse_names(shapes), progress=not quiet,
-        log=_log(quiet))
+        log=_log(quiet), max_memory_mb=parse_memory(max_memory) if max_memory is not None else None)
     click.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if not quiet:
         unit = "scan" if "plane_res" in frame.columns else "shape"  # a dataset of real scans has no GT: per_scan.csv
@@ -399,8 +401,7 @@ def _log(quiet: bool):
 @click.option("--param", "param_items", multiple=True, help=_PARAM_HELP)
 @sigma_option(help="Noise σ as a fraction of the cloud's radius, e.g. 2% or 0.02, if known (else estimated).")
 @click.option("--defaults", is_flag=True, help="Use the constructor defaults instead of the frozen settings.")
-@click.option("--max-memory", "max_memory", default=None, metavar="SIZE",
-              help="Cap the working memory (e.g. 2GB, 512MB): large clouds are denoised in overlapping spatial blocks.")
+@max_memory_option()
 @click.option("--drop-invalid", is_flag=True, help="Drop points with NaN/Inf coordinates (and say how many) instead of refusing the file.")
 @quiet_option("Print only the result line (no progress, not the σ and the frozen cell used).")
 def denoise_cmd(in_path, out_path, method_name, param_items, sigma, defaults, max_memory, drop_invalid, quiet) -> None:

@@ -157,6 +157,12 @@ def quiet_option(help: str = "No progress bars or progress lines (results are st
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
+def max_memory_option():
+    """``--max-memory SIZE`` (denoise, run): clouds larger than the cap are denoised in overlapping spatial blocks."""
+    return click.option("--max-memory", "max_memory", default=None, metavar="SIZE",
+                        help="Cap the working memory (e.g. 2GB, 512MB): large clouds are denoised in overlapping spatial blocks.")
+
+
 def out_option(kind: str, help: str, dest: str = "out", **kwargs):
     """``--out``: ``kind`` is "folder" (the command writes several files) or "file" (it writes one)."""
     path_type = click.Path(file_okay=False) if kind == "folder" else click.Path(dir_okay=False)

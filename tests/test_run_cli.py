@@ -69,6 +69,22 @@ def test_run_writes_scoredenoise_layout_and_beats_noisy(synth, tmp_path):
     assert summary.loc[0, "cd_1e4"] == pytest.approx(jet["cd"].mean() * 1e4)
 
 
+def test_run_max_memory_caps_each_cloud(synth, tmp_path):
+    """--max-memory goes down to every cloud: a cap the cloud fits under gives the uncapped outputs, a cap too small
+    for even one block is a one-line error naming a cap that fits (splitting itself: tests/test_blocks.py)."""
+    n, sigma = _cell(synth)
+    args = ("run", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma)
+    whole = _invoke(*args, "--out", tmp_path / "whole")
+    capped = _invoke(*args, "--out", tmp_path / "capped", "--max-memory", "2GB")
+    assert whole.exit_code == 0 and capped.exit_code == 0, capped.output
+    cell = f"{synth.name}_{n}_poisson_{sigma:g}"
+    for shape in synth.shapes("test"):
+        assert (tmp_path / "whole" / cell / f"{shape}.xyz").read_bytes() == (tmp_path / "capped" / cell / f"{shape}.xyz").read_bytes()
+    tiny = _invoke(*args, "--out", tmp_path / "tiny", "--max-memory", "0.05MB")
+    assert tiny.exit_code != 0 and "Traceback" not in tiny.output
+    assert "--max-memory" in tiny.output and "MB or more" in tiny.output
+
+
 def test_run_param_overrides_frozen_settings(synth, tmp_path):
     n, sigma = _cell(synth)
     res = _invoke("run", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--param", "iterations=3",

@@ -52,8 +52,11 @@ def _peak_rss_mb() -> Optional[float]:
     return None
 
 
-def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu"):
+def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu", max_memory_mb: Optional[float] = None):
     """Run ``method.denoise`` and measure it: returns (output, seconds, peak_mem_mb).
+
+    With ``max_memory_mb`` the cloud is denoised by :func:`~sbdbench.methods.blocks.denoise_in_blocks` under that
+    cap (the whole cloud in one block when it fits, so the output is then the same).
 
     ``peak_mem_mb`` follows :data:`PEAK_MEM_DEFINITION`: the peak RSS of the process during the call
     (numpy, torch CPU and everything else, as the OS counts it), None where the Linux counter cannot be
@@ -62,14 +65,19 @@ def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device:
     """
     reset = _reset_peak_rss()
     t0 = time.perf_counter()
-    out = method.denoise(points, noise_level=sigma)
+    if max_memory_mb is None:
+        out = method.denoise(points, noise_level=sigma)
+    else:
+        from sbdbench.methods.blocks import denoise_in_blocks
+
+        out = denoise_in_blocks(method, points, noise_level=sigma, max_memory_mb=max_memory_mb)
     seconds = time.perf_counter() - t0
     return out, seconds, (_peak_rss_mb() if reset else None)
 
 
 def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Path], *, noise: str = GAUSSIAN,
              shapes: Optional[Sequence[str]] = None, device: str = "cpu", on_shape: Optional[Callable[[ShapeRecord], None]] = None,
-             progress: bool = True, metrics_device: Optional[str] = None) -> List[ShapeRecord]:
+             progress: bool = True, metrics_device: Optional[str] = None, max_memory_mb: Optional[float] = None) -> List[ShapeRecord]:
     """Denoise and score every test shape of one (dataset, N, σ, noise) cell.
 
     Args:
@@ -101,7 +109,7 @@ def run_cell(method, dataset, n_points: int, sigma: float, out_dir: Optional[Pat
     records = []
     for shape in progress_iter(shapes, len(shapes), f"{method.name} {int(n_points)} {sigma:g}", "shape", enabled=progress,
                                leave=False):
-        record = _run_shape(method, dataset, shape, n_points, sigma, noise, out_dir, device, metrics_device)
+        record = _run_shape(method, dataset, shape, n_points, sigma, noise, out_dir, device, metrics_device, max_memory_mb)
         records.append(record)
         if on_shape is not None:
             on_shape(record)
@@ -138,14 +146,14 @@ def _check_noisy_dir(dataset, n_points: int, sigma: float, noise: str) -> None:
 
 
 def _run_shape(method, dataset, shape: str, n_points: int, sigma: float, noise: str, out_dir: Optional[Path], device: str,
-               metrics_device: Optional[str]) -> ShapeRecord:
+               metrics_device: Optional[str], max_memory_mb: Optional[float] = None) -> ShapeRecord:
     """Denoise one shape's noisy input, write it (when ``out_dir``), score it: its record."""
     from sbdbench.io import write_points
     from sbdbench.metrics import evaluate_shape
 
     noisy = dataset.load_noisy(shape, n_points, sigma, noise)
     try:
-        pred, seconds, peak_mb = denoise_measured(method, noisy, sigma, device)
+        pred, seconds, peak_mb = denoise_measured(method, noisy, sigma, device, max_memory_mb)
     except Exception as exc:
         raise CellError(f"method {method.name!r} failed on shape {shape!r} (N={int(n_points)}, σ={sigma:g}): "
                         f"{type(exc).__name__}: {exc}") from exc
@@ -179,23 +187,21 @@ def summarize(frame):
 def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[Sequence[int]] = None,
                noise_levels: Optional[Sequence[float]] = None, *, params: Optional[Dict] = None, use_frozen: bool = True,
                device: str = "cpu", out: Optional[Path] = None, noise: str = GAUSSIAN, shapes: Optional[Sequence[str]] = None,
-               progress: bool = True, log: Callable[[str], None] = print):
+               progress: bool = True, log: Callable[[str], None] = print, max_memory_mb: Optional[float] = None):
     """Denoise every test input of a dataset with one method and score it (``sbdbench run``).
 
     For each (N, σ) the method gets its frozen settings (``baselines/<method>.toml``, nearest cell)
     updated with ``params``; outputs go to ``<out>/<dataset>_<N>_poisson_<σ>/<shape>.xyz``
     (ScoreDenoise's layout) and the scores to ``<out>/per_shape.csv`` and ``<out>/summary.csv``.
+    ``max_memory_mb`` caps each cloud's working memory (spatial blocks: :mod:`sbdbench.methods.blocks`).
 
     Returns:
         (per-shape DataFrame with raw metrics, summary DataFrame in report units).
     """
     import json
 
-    import pandas as pd
-
     from sbdbench.data.dataset import noisy_dir_name, open_dataset
     from sbdbench.methods import resolve_method
-    from sbdbench.paths import atomic_write_text
 
     ds = open_dataset(dataset)
     if not ds.has_reference and ds.scans():  # real scans: no GT, no N × σ grid (sbdbench.bench.scans)
@@ -204,7 +210,8 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
         if resolutions or noise_levels or noise != GAUSSIAN:
             raise DataError(f"dataset {ds.name!r} holds real scans (each its own N, unknown noise): drop --resolutions, "
                             "--sigmas and --noise-kind")
-        return run_scans(method_name, ds, params=params, use_frozen=use_frozen, device=device, out=out, shapes=shapes, log=log)
+        return run_scans(method_name, ds, params=params, use_frozen=use_frozen, device=device, out=out, shapes=shapes, log=log,
+                         max_memory_mb=max_memory_mb)
     resolutions = _checked_resolutions(ds, resolutions)
     first = resolve_method(method_name, resolutions[0] if resolutions else 10000, None, device=device, overrides=params,
                            frozen=use_frozen)  # unknown parameters and bad values fail here, before any work
@@ -213,13 +220,6 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
     out = Path(out) if out is not None else Path("runs") / method_name
     rows = []
 
-    def write_tables() -> tuple:
-        frame = pd.DataFrame(rows, columns=["method", *RECORD_KEYS, "params"])
-        summary = summarize(frame)
-        atomic_write_text(out / "per_shape.csv", frame.to_csv(index=False, float_format="%.10g"))
-        atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
-        return frame, summary
-
     for n_points in resolutions:
         levels = list(noise_levels) if noise_levels else ds.noise_levels(n_points, noise)
         if not levels:
@@ -227,11 +227,25 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
         for sigma in levels:
             method = resolve_method(method_name, n_points, sigma, device=device, overrides=params, frozen=use_frozen).method
             cell_dir = out / noisy_dir_name(ds.name, n_points, sigma, noise)
-            records = run_cell(method, ds, n_points, sigma, cell_dir, noise=noise, shapes=shapes, device=device, progress=progress)
+            records = run_cell(method, ds, n_points, sigma, cell_dir, noise=noise, shapes=shapes, device=device, progress=progress,
+                               max_memory_mb=max_memory_mb)
             shown = {k: v for k, v in method.get_params().items()}
             for r in records:
                 rows.append({"method": method_name, **r.to_dict(), "params": json.dumps(shown, sort_keys=True)})
             mean_cd = sum(r.cd for r in records) / len(records) * REPORT_SCALE
             log(f"{method_name} N={n_points} σ={sigma:g}: {len(records)} shapes, cd_1e4={mean_cd:.3f}, params {shown} -> {cell_dir}")
-            write_tables()  # after every (N, σ): an interrupted run keeps the scores of its finished cells
-    return write_tables()
+            _write_run_tables(rows, out)  # after every (N, σ): an interrupted run keeps the scores of its finished cells
+    return _write_run_tables(rows, out)
+
+
+def _write_run_tables(rows: List[dict], out: Path) -> tuple:
+    """``per_shape.csv`` and ``summary.csv`` of a run so far (atomic writes): (per-shape frame, summary frame)."""
+    import pandas as pd
+
+    from sbdbench.paths import atomic_write_text
+
+    frame = pd.DataFrame(rows, columns=["method", *RECORD_KEYS, "params"])
+    summary = summarize(frame)
+    atomic_write_text(out / "per_shape.csv", frame.to_csv(index=False, float_format="%.10g"))
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.10g"))
+    return frame, summary

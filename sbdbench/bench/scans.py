@@ -22,9 +22,10 @@ SCAN_KEYS = ("method", "scan", "n_points", "n_out", "plane_res_in", "plane_res",
 
 
 def run_scans(method_name: str, ds, *, params: Optional[Dict] = None, use_frozen: bool = True, device: str = "cpu",
-              out: Optional[Path] = None, shapes: Optional[Sequence[str]] = None, log: Callable[[str], None] = print):
-    """Denoise every scan of ``ds`` with one method; outputs to ``<out>/<dataset>_scans/<scan>.xyz`` and the figures
-    to ``<out>/per_scan.csv``. Returns (per-scan DataFrame, summary DataFrame with the means, plane_res ×10⁴)."""
+              out: Optional[Path] = None, shapes: Optional[Sequence[str]] = None, log: Callable[[str], None] = print,
+              max_memory_mb: Optional[float] = None):
+    """Denoise every scan of ``ds`` with one method (under ``max_memory_mb``: in spatial blocks, as ``denoise
+    --max-memory``); outputs to ``<out>/<dataset>_scans/<scan>.xyz`` and the figures to ``<out>/per_scan.csv``. Returns (per-scan DataFrame, summary DataFrame with the means, plane_res ×10⁴)."""
     import pandas as pd
 
     from sbdbench.bench.cell import denoise_measured
@@ -42,7 +43,7 @@ def run_scans(method_name: str, ds, *, params: Optional[Dict] = None, use_frozen
     for scan in scans:
         noisy = ds.load_scan(scan)
         method = resolve_method(method_name, len(noisy), None, device=device, overrides=params, frozen=use_frozen).method
-        pred, seconds, peak = denoise_measured(method, noisy, None, device)
+        pred, seconds, peak = denoise_measured(method, noisy, None, device, max_memory_mb)
         write_points(out / f"{ds.name}_scans" / f"{scan}.xyz", pred)
         before, after = noref_metrics(noisy), noref_metrics(pred, frame=noisy)
         rows.append({"method": method_name, "scan": scan, "n_points": len(noisy), "n_out": len(pred),
