@@ -66,6 +66,17 @@ def test_fps_blocked_maximum_equals_the_plain_loop_with_ties_and_duplicates():
     assert (_fps_kdtree(pts, 900, 3) == _fps_torch(torch.from_numpy(pts), 900, 3).numpy()).all()
 
 
+def _cap_for_half_the_cloud(name: str, points: np.ndarray, sigma: float) -> float:
+    """A --max-memory (MB) under which the method's blocks hold at most half the cloud, so the run really splits."""
+    from sbdbench.methods import resolve_method
+    from sbdbench.methods.blocks import block_limit, whole_cloud_mb
+
+    settings = resolve_method(name, len(points), sigma).method.block_settings(normalize_unit_sphere(points)[0], sigma)
+    cap = whole_cloud_mb(settings, len(points)) - len(points) / 2 * settings.bytes_per_point / 2**20
+    assert block_limit(settings, len(points), cap) <= len(points) // 2 + 1
+    return cap
+
+
 def test_denoise_cli_max_memory_drop_invalid(tmp_path, torus):
     src = tmp_path / "in.npy"
     bad = torus.copy()
@@ -74,8 +85,9 @@ def test_denoise_cli_max_memory_drop_invalid(tmp_path, torus):
     res = CliRunner().invoke(main, ["denoise", str(src), str(tmp_path / "a.xyz"), "--method", "pca"])
     assert res.exit_code != 0 and "2 point(s) have NaN/Inf" in res.output and "--drop-invalid" in res.output
     assert not (tmp_path / "a.xyz").exists()
+    cap = _cap_for_half_the_cloud("pca", torus[np.isfinite(torus).all(axis=1)], 0.02)
     res = CliRunner().invoke(main, ["denoise", str(src), str(tmp_path / "b.xyz"), "--method", "pca", "--drop-invalid",
-                                    "--sigma", "0.02", "--max-memory", "8MB"])
+                                    "--sigma", "0.02", "--max-memory", f"{cap:.3f}MB"])
     assert res.exit_code == 0, res.output
     assert "dropped 2 point(s)" in res.output
     out = read_points(tmp_path / "b.xyz")

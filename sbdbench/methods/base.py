@@ -47,6 +47,8 @@ class BlockSettings:
     bytes_per_point: float
     #: the σ every block is given (the whole cloud's, given or estimated once), so no block estimates its own
     noise_level: Optional[float] = None
+    #: working megabytes that do not grow with the block (a chunked kNN pass's per-chunk arrays)
+    fixed_mb: float = 0.0
 
 
 class Denoiser:

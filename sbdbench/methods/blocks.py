@@ -65,18 +65,18 @@ def parse_memory(text) -> float:
 
 def whole_cloud_mb(settings: BlockSettings, n_points: int) -> float:
     """Working megabytes of one run of the method on ``n_points`` points (driver arrays included)."""
-    return n_points * (settings.bytes_per_point + DRIVER_BYTES_PER_POINT) / 2**20 + _fixed_mb(settings.method)
+    return n_points * (settings.bytes_per_point + DRIVER_BYTES_PER_POINT) / 2**20 + _fixed_mb(settings.method, settings)
 
 
-def _fixed_mb(method: Denoiser) -> float:
-    """Memory that does not grow with N: a learned method's patch-batch budget."""
-    return float(getattr(method, "memory_mb", 0) or 0)
+def _fixed_mb(method: Denoiser, settings: Optional[BlockSettings] = None) -> float:
+    """Memory that does not grow with N: a learned method's patch-batch budget, a chunked kNN pass's chunk arrays."""
+    return float(getattr(method, "memory_mb", 0) or 0) + (settings.fixed_mb if settings is not None else 0.0)
 
 
 def block_limit(settings: BlockSettings, n_points: int, max_memory_mb: float) -> int:
     """The most points (core + halo) one block may have under ``max_memory_mb``; an :class:`InputError` when
     even the driver's own arrays do not fit."""
-    free = max_memory_mb - n_points * DRIVER_BYTES_PER_POINT / 2**20 - _fixed_mb(settings.method)
+    free = max_memory_mb - n_points * DRIVER_BYTES_PER_POINT / 2**20 - _fixed_mb(settings.method, settings)
     limit = int(free * 2**20 / settings.bytes_per_point) if free > 0 else 0
     if limit < MIN_CORE_POINTS:
         need = whole_cloud_mb(settings, 0) + (n_points * DRIVER_BYTES_PER_POINT + 4 * MIN_CORE_POINTS * settings.bytes_per_point) / 2**20
@@ -156,10 +156,13 @@ def denoise_in_blocks(method: Denoiser, points, *, noise_level: Optional[float] 
     method._check_params()
     pts = check_points(points, name=f"{method.name} input")
     unit, center, scale = normalize_unit_sphere(pts)
-    if not method.block_merge:
-        if max_memory_mb is not None and block_points is None:
+    if not method.block_merge or (max_memory_mb is None and block_points is None):  # no cap: the whole cloud
+        if not method.block_merge and max_memory_mb is not None and block_points is None:
             _check_unsplittable(method, len(pts), max_memory_mb)
-        return method.denoise(pts, noise_level=noise_level)
+        out = method.denoise(pts, noise_level=noise_level)
+        if progress is not None:
+            progress(len(pts), len(pts))
+        return out
     settings = method.block_settings(unit, noise_level)
     limit = block_points if block_points is not None else (
         len(pts) if max_memory_mb is None else block_limit(settings, len(pts), max_memory_mb))

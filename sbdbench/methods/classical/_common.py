@@ -169,9 +169,11 @@ SUPPORT_QUANTILE, SUPPORT_SLACK = 0.999, 1.25
 
 
 def knn_support(points: np.ndarray, k: int, tree: cKDTree, centres: np.ndarray) -> float:
-    """The radius that holds the k nearest neighbours of nearly every point (quantile of the k-th distance)."""
-    dist, _ = knn_of(points, centres, k, tree)
-    return float(np.quantile(dist[:, -1], SUPPORT_QUANTILE)) * SUPPORT_SLACK
+    """The radius that holds the k nearest neighbours of nearly every point (quantile of the k-th distance; the
+    centres are queried a chunk at a time, so 100K centres at k = 200 never hold a (100K, k) array)."""
+    k = int(max(1, min(k, len(points) - 1)))
+    kth = np.concatenate([tree.query(points[centres[rows]], k=k + 1, workers=-1)[0][:, -1] for rows in chunks(len(centres))])
+    return float(np.quantile(kth, SUPPORT_QUANTILE)) * SUPPORT_SLACK
 
 
 def knn_bytes_per_point(method, points: np.ndarray, k: Optional[int] = None) -> float:
@@ -182,22 +184,38 @@ def knn_bytes_per_point(method, points: np.ndarray, k: Optional[int] = None) -> 
     return 16.0 * (int(k) + 1) + 400.0
 
 
+#: a chunked kNN pass (:func:`knn_chunks`): bytes per point (the KD-tree, the tree-order copy, the pass's input and
+#: output) and bytes per neighbour entry of one chunk (query distances and indices, gathered and centred
+#: coordinates, a method's (M, k) offsets and weights); measured in docs/scaling.md
+CHUNKED_BYTES_PER_POINT, CHUNK_BYTES_PER_ENTRY = 200.0, 170.0
+
+
+def chunked_knn_mb(k: int) -> float:
+    """Working megabytes of one chunk of :func:`knn_chunks` at ``k`` neighbours (independent of N)."""
+    return CHUNK * (int(k) + 1) * CHUNK_BYTES_PER_ENTRY / 2**20
+
+
 def diffusion_hops(steps: int) -> int:
     """Neighbourhoods an averaging scheme of ``steps`` steps reaches to round-off: its kernel spreads like a random
     walk (√steps), measured on a 20K torus for taubin's 20 steps (4 hops: 2e-9 off, 6: 1e-16; docs/scaling.md)."""
     return int(min(steps, np.ceil(np.sqrt(steps)) + 1))
 
 
-def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float], hops: int, bytes_factor: float = 1.0):
+def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float], hops: int, bytes_factor: float = 1.0,
+                       chunked: bool = False):
     """:class:`~sbdbench.methods.base.BlockSettings` of a kNN method with ``radius_scale``/``k``: k and σ fixed from
     the whole cloud; the overlap is ``hops`` k-th-neighbour radii (each pass or step reaches one neighbourhood further);
-    ``bytes_factor`` × :func:`knn_bytes_per_point` at that k is the working memory per point."""
+    ``bytes_factor`` × :func:`knn_bytes_per_point` at that k is the working memory per point, or, for a method that
+    queries per chunk (``chunked``), :data:`CHUNKED_BYTES_PER_POINT` plus :func:`chunked_knn_mb` fixed."""
     from sbdbench.methods.base import BlockSettings
 
     tree, centres = cKDTree(points), sample_centres(len(points))
     k, sigma, _ = neighbourhood(points, noise_level, method.radius_scale, method.k, tree, centres)
     fixed = type(method)(**{**method.get_params(), "k": k})
-    return BlockSettings(fixed, hops * knn_support(points, k, tree, centres), bytes_factor * knn_bytes_per_point(fixed, points, k), sigma)
+    margin = hops * knn_support(points, k, tree, centres)
+    if chunked:
+        return BlockSettings(fixed, margin, CHUNKED_BYTES_PER_POINT, sigma, fixed_mb=chunked_knn_mb(k))
+    return BlockSettings(fixed, margin, bytes_factor * knn_bytes_per_point(fixed, points, k), sigma)
 
 
 # --- parameter checks (constructors store values as given; these run at denoise time) -------------

@@ -43,7 +43,7 @@ class PCAProjection(Denoiser):
 
     def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
         """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
-        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations))
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), chunked=True)
 
     def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
         if len(points) < 4:
