@@ -120,10 +120,12 @@ def merge_stitch(denoised_patches: torch.Tensor, patch_idx: torch.Tensor, points
 PATCH_BYTES_PER_POINT = 400.0
 
 
-def patch_block_settings(method, unit_points, noise_level: Optional[float], passes: int, fixed):
+def patch_block_settings(method, unit_points, noise_level: Optional[float], passes: int, fixed,
+                         bytes_per_point: float = PATCH_BYTES_PER_POINT):
     """:class:`~sbdbench.methods.base.BlockSettings` of a patch method: a point's output depends on the patches
     that contain it, whose points lie within two patch radii (the 99.9 % quantile of the distance to the
-    ``patch_size``-th neighbour, × 1.25), once per pass."""
+    ``patch_size``-th neighbour, × 1.25), once per pass. ``bytes_per_point``: the method's working bytes per
+    input point (:data:`PATCH_BYTES_PER_POINT` for 3 seeds per point and an FPS merge)."""
     import numpy as np
     from scipy.spatial import cKDTree
 
@@ -133,7 +135,7 @@ def patch_block_settings(method, unit_points, noise_level: Optional[float], pass
     centres = unit_points[:: max(1, len(unit_points) // 2000)]
     dist, _ = cKDTree(unit_points).query(centres, k=patch, workers=-1)
     radius = float(np.quantile(np.asarray(dist).reshape(len(centres), -1)[:, -1], 0.999)) * 1.25
-    return BlockSettings(fixed, 2.0 * int(passes) * radius, PATCH_BYTES_PER_POINT, noise_level)
+    return BlockSettings(fixed, 2.0 * int(passes) * radius, float(bytes_per_point), noise_level)
 
 
 def patch_based_denoise(

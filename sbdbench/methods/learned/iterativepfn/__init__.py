@@ -18,6 +18,11 @@ Four IterationModules inside one network, each a dynamic-graph EdgeConv network 
 * ``seed_k_alpha`` (test.py default 10) only sets how many patches go through the network at once, which does
   not change the output; here ``memory_mb`` does.
 
+In spatial blocks (:func:`sbdbench.methods.blocks.denoise_in_blocks`, ``--max-memory``) the stitching is 1:1, so
+each core point keeps its own output (``block_merge = "own"``); the pass count is ``niters`` (1 when unset, as
+above: it never depends on the cloud) and the overlap two patch radii per pass; every block keeps the protocol
+above in the whole cloud's frame.
+
 The released checkpoint (``pretrained/denoisenet-ep-99.ckpt``, test.py ``--ckpt`` default, inside the authors'
 ``data_and_ckpt.zip``) is a PyTorch Lightning file; its ``state_dict`` loads into
 :class:`~.network.IterativePFNNet` with ``strict=True`` (same parameter names). ``sbdbench fetch
@@ -37,7 +42,7 @@ from sbdbench.methods.learned.checkpoint import WeightsDigestMixin, load_checkpo
 from sbdbench.methods.learned.iterativepfn.folded import FoldedIterativePFN
 from sbdbench.methods.learned.iterativepfn.network import FRAME_KNN, NUM_MODULES, IterativePFNNet
 from sbdbench.methods.learned.iterativepfn.stitching import denoise_pass
-from sbdbench.methods.learned.patches import patches_per_batch
+from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_settings, patches_per_batch
 
 #: where ``weights=official`` is installed by ``sbdbench fetch iterativepfn-official``.
 OFFICIAL_FILE = "iterativepfn-denoisenet-ep-99.ckpt"
@@ -94,6 +99,18 @@ class IterativePFN(WeightsDigestMixin, Denoiser):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
                 raise InputError(f"iterativepfn: {name} must be a number > 0, got {value!r}")
+
+    #: patches are stitched 1:1 (output i is input i moved): each core point of a block keeps its own output
+    block_merge = "own"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """The passes fixed (``niters``, 1 when unset: no σ is involved); overlap two patch radii per pass; the
+        patch methods' bytes per point scaled from 3 to ``seed_k`` copies of each point (seeds, patches, outputs,
+        stitching weights), with no FPS pool to hold."""
+        niters = int(self.niters or 1)
+        fixed = type(self)(**{**self.get_params(), "niters": niters})
+        per_point = PATCH_BYTES_PER_POINT * max(1.0, float(self.seed_k) / 3)
+        return patch_block_settings(self, unit_points, noise_level, niters, fixed, bytes_per_point=per_point)
 
     # --- model ------------------------------------------------------------------------------------
     def load(self) -> Tuple[IterativePFNNet, FoldedIterativePFN]:

@@ -25,6 +25,18 @@ Deviations, none of which changes a benchmark cloud (10K and 50K points): a clou
 patches of all its points (the original needs ≥ 1024); the original's FPS re-ordering of the partitioned
 result (a permutation) is skipped; clouds over 50,000 points, which the original splits by scikit-learn
 KMeans (``large_patch_denoise_v2``, one pass), run the ≤ 50K protocol here.
+
+In spatial blocks (:func:`sbdbench.methods.blocks.denoise_in_blocks`, ``--max-memory``) the output is an FPS
+of patch points, not input i moved, so the blocks' outputs are pooled and FPS'd back to N (``block_merge =
+"pool"``). The pass count is the whole cloud's: :func:`schedule` of the whole N and σ (given, or estimated once
+on the whole cloud), so no block chooses its own row. No block runs the partitioned first pass: every pass of
+every block runs on all its points, in the whole cloud's frame (no renormalisation per block). The reason: the
+partition deals the cloud into N // 10000 subsets of a 10K cloud's density, so a first-pass patch spans about
+1024 · N / 10000 points of the cloud (a tenth of the surface at any N), and a block that reproduced it would
+need an overlap of that size, i.e. most of the cloud, whatever the memory cap. The original's own route for
+large clouds (``large_patch_denoise_v2``) does not partition either: one full-density pass per spatial part.
+So where the whole cloud would partition (N ≥ 30,000 at σ > 1.5 %, or ``first_iter_partition=True``), the
+blocks' first pass differs from the whole-cloud run; elsewhere they run the same protocol.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkp
                                                  register_official, resolve_weights)
 from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.knn import knn_points
-from sbdbench.methods.learned.patches import extract_patches, interleaved_subsets, merge_fps, patch_seeds, patches_per_batch
+from sbdbench.methods.learned.patches import (PATCH_BYTES_PER_POINT, extract_patches, interleaved_subsets, merge_fps,
+                                              patch_block_settings, patch_seeds, patches_per_batch)
 from sbdbench.methods.learned.pdflow.network import AUG_CHANNEL, PDFlowNet
 from sbdbench.methods.learned.score import estimate_noise_level
 
@@ -164,6 +177,21 @@ class PDFlow(WeightsDigestMixin, Denoiser):
                 raise InputError(f"pdflow: {name} must be a number > 0, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InputError(f"pdflow: seed must be an integer, got {self.seed!r}")
+
+    #: the output is an FPS of all patch points (N + 10, 10 outliers dropped), not input i moved: pooled blocks
+    block_merge = "pool"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """The whole cloud's pass count (:func:`schedule` of its N and σ, σ estimated once when not given), no
+        partitioned first pass in any block (module docstring); overlap two patch radii per pass; bytes per
+        point: the FPS-merging patch methods' plus ε, ``seed_k`` × 32 float32 per point."""
+        sigma = noise_level
+        if sigma is None and (self.niters is None or self.first_iter_partition is None):
+            sigma = estimate_noise_level(unit_points)
+        niters, _ = self._schedule(unit_points, sigma)
+        fixed = type(self)(**{**self.get_params(), "niters": niters, "first_iter_partition": False})
+        per_point = PATCH_BYTES_PER_POINT + float(self.seed_k) * AUG_CHANNEL * 4
+        return patch_block_settings(self, unit_points, sigma, niters, fixed, bytes_per_point=per_point)
 
     def load(self) -> PDFlowNet:
         """The eval network on ``device`` (loaded once per weights/device)."""

@@ -18,6 +18,13 @@ Protocol, as the authors publish it (``ddsediri/StraightPCF``):
   M = the number of ``velocity_nets`` in the file;
 * stitching: utils/denoise.py (see :mod:`.flow`); no outlier removal (the original has none).
 
+In spatial blocks (:func:`sbdbench.methods.blocks.denoise_in_blocks`, ``--max-memory``) the stitching is 1:1, so
+each core point keeps its own output (``block_merge = "own"``); the pass count is chosen once from the whole
+cloud's σ (given, or estimated once on the whole cloud) by the rule above, so no block estimates its own, and
+the overlap is two patch radii per pass. The original's own large-cloud route (utils/denoise.py
+``denoise_large_pointcloud``: KMeans parts with no overlap, each renormalised to its unit sphere, seed_k 5, one
+pass) is not what the blocks do: they keep the protocol above and the whole cloud's frame, and overlap.
+
 ``weights`` may also name the released VelocityModule or CoupledVMArch alone (``vm``, ``cvm``: what
 ``sbdbench fetch straightpcf-vm-official`` / ``straightpcf-cvm-official`` installs) or any such file; they run as
 test_vm.py (4 steps of ¼) and test_cvm.py (3 iterations) do, through the same patches. Those are the
@@ -36,6 +43,7 @@ from sbdbench.errors import DataError, InputError, SbdbenchError
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkpoint, load_into, register_official,
                                                  resolve_weights, weights_digest)
+from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_settings
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.straightpcf.flow import build_network, denoise_pass
 from sbdbench.paths import home
@@ -115,6 +123,19 @@ class StraightPCFDenoiser(WeightsDigestMixin, Denoiser):
         check("patch_size", self.patch_size, MIN_POINTS, True)
         check("seed_k", self.seed_k, 1e-9, False)
         check("memory_mb", self.memory_mb, 1e-9, False)
+
+    #: patches are stitched 1:1 (output i is input i moved): each core point of a block keeps its own output
+    block_merge = "own"
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """The passes fixed from the whole cloud's σ (given or estimated once, :func:`passes_for_noise`); overlap
+        two patch radii per pass; the patch methods' bytes per point scaled from 3 to ``seed_k`` copies of each
+        point (seeds, patches, flows, stitching weights), with no FPS pool to hold."""
+        sigma = noise_level if noise_level is not None else estimate_noise_level(unit_points)
+        niters = int(self.niters) if self.niters is not None else passes_for_noise(sigma)
+        fixed = type(self)(**{**self.get_params(), "niters": niters})
+        per_point = PATCH_BYTES_PER_POINT * max(1.0, float(self.seed_k) / 3)
+        return patch_block_settings(self, unit_points, sigma, niters, fixed, bytes_per_point=per_point)
 
     # --- model ------------------------------------------------------------------------------------
     def load(self) -> Tuple[str, torch.nn.Module, int]:
