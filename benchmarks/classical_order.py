@@ -7,8 +7,8 @@ For each method (its frozen settings for the cloud, so k = 200 at 1M points) one
 * ``whole, input order``: the earlier path (:func:`reference_pass`): one (N, k) kNN query of the whole cloud (distances and indices
   held at once), then the per-chunk fits, in the points' own order (random for a sampled mesh or a scan
   stitched from several views);
-* ``chunks, input order``: the query made per chunk of 8192 points (no (N, k) array is held) and the
-  covariances by batched matmul;
+* ``chunks, input order``: :func:`sbdbench.methods.classical._common.knn_pass`, the query made per chunk of 8192
+  points (no (N, k) array is held) with the chunks on the CPUs' threads, and the covariances by batched matmul;
 * ``chunks, tree order`` (what ships, :func:`sbdbench.methods.classical._common.in_spatial_order`): the
   same on the rows sorted into the leaf order of a kd tree, so that queries and neighbour gathers hit cache.
 

@@ -47,6 +47,7 @@ def child(spec: str, path: str, max_memory_mb: float | None) -> None:
     import resource
     import time
 
+    from sbdbench.bench.cell import _peak_rss_mb
     from sbdbench.methods import resolve_method
     from sbdbench.methods.blocks import denoise_in_blocks
 
@@ -55,7 +56,8 @@ def child(spec: str, path: str, max_memory_mb: float | None) -> None:
     t0 = time.perf_counter()
     out = denoise_in_blocks(method, points, noise_level=SIGMA, max_memory_mb=max_memory_mb)
     seconds = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    # VmHWM: the peak of this process's own memory since exec (ru_maxrss would carry the parent's RSS at fork)
+    rss_mb = _peak_rss_mb() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb, "n_out": len(out)}))
 
 

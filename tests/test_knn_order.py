@@ -1,4 +1,4 @@
-"""The kNN kernels of the classical methods: per-chunk queries and kd-tree leaf order change no result."""
+"""The kNN kernels of the classical methods: per-chunk queries on threads and kd-tree leaf order change no result."""
 
 import numpy as np
 import pytest
@@ -16,14 +16,30 @@ def noisy_torus():
     return clean + np.random.default_rng(1).normal(0, 0.01, clean.shape)
 
 
-def test_knn_chunks_rows_equal_the_whole_query(noisy_torus):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_knn_pass_chunks_see_the_whole_query_rows(noisy_torus, threads, monkeypatch):
+    monkeypatch.setattr(_common, "worker_threads", lambda: threads)
     dist, idx = _common.knn_self(noisy_torus, 24)
-    seen = 0
-    for rows, d, nb in _common.knn_chunks(noisy_torus, 24, size=1000):
+    seen = {}
+
+    def move(x, rows, d, nb):
+        seen[rows.start] = (rows, d, nb)
+        return x[rows] + 1.0
+
+    out = _common.knn_pass(noisy_torus, 24, move, size=1000)
+    np.testing.assert_array_equal(out, noisy_torus + 1.0)
+    assert sorted(seen) == list(range(0, len(noisy_torus), 1000))
+    for rows, d, nb in seen.values():
         np.testing.assert_array_equal(d, dist[rows])
         np.testing.assert_array_equal(nb, _common.with_self(idx, rows))
-        seen += rows.stop - rows.start
-    assert seen == len(noisy_torus)
+
+
+def test_knn_pass_raises_a_chunks_error():
+    def move(x, rows, d, nb):
+        raise ValueError(f"chunk at {rows.start}")
+
+    with pytest.raises(ValueError, match="chunk at"):
+        _common.knn_pass(np.random.default_rng(0).normal(size=(3000, 3)), 8, move, size=1000)
 
 
 def test_in_spatial_order_puts_rows_back_and_orders_by_space(noisy_torus):

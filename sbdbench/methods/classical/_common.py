@@ -13,6 +13,8 @@ points. At 10K/1 % that is ≈ 3.5·c² neighbours, at 50K/3 % ≈ 18·c² (c = 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -59,19 +61,43 @@ def in_spatial_order(passes: Callable[[np.ndarray], np.ndarray], points: np.ndar
     return out
 
 
-def knn_chunks(points: np.ndarray, k: int, size: int = CHUNK) -> Iterator[Tuple[slice, np.ndarray, np.ndarray]]:
-    """:func:`knn_self` one chunk of points at a time, so that no (N, k) array is ever held (bounded memory at 1M+).
+def worker_threads() -> int:
+    """Threads a kNN pass runs its chunks on: the CPUs this process may use (``taskset``, cgroup affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
-    Yields ``(rows, dist, nb)`` per chunk of ``size`` consecutive points: ``rows`` their slice, ``dist`` (M, k) the
-    distances to their k nearest other points, ``nb`` (M, k + 1) the point's own index followed by those neighbours
-    (:func:`with_self`). The rows equal :func:`knn_self`'s (each query is independent of the batch it is in).
+
+def knn_pass(points: np.ndarray, k: int, move: Callable[[np.ndarray, slice, np.ndarray, np.ndarray], np.ndarray],
+             size: int = CHUNK) -> np.ndarray:
+    """One point-wise kNN pass: ``out[rows] = move(points, rows, dist, nb)`` for every chunk of ``size`` consecutive
+    rows, their k nearest other points queried per chunk, so that no (N, k) array is ever held (bounded memory at 1M+);
+    the rows of ``dist`` and ``nb`` equal :func:`knn_self`'s and :func:`with_self`'s.
+
+    The chunks run on :func:`worker_threads` threads (the KD-tree query, the gathers and numpy's kernels release
+    the GIL), each querying the shared tree itself; a row's result does not depend on the thread or the chunk it
+    was in, so the output is the same for any thread count. ``move``: (N, 3) points, the chunk's row slice,
+    (M, k) distances and (M, k + 1) neighbour rows (own row first) → (M, 3) new positions.
     """
     n = len(points)
     k = int(max(1, min(k, n - 1)))
     tree = cKDTree(points)
-    for rows in chunks(n, size):
-        dist, idx = tree.query(points[rows], k=k + 1, workers=-1)
-        yield rows, dist[:, 1:], np.concatenate([np.arange(rows.start, rows.stop)[:, None], idx[:, 1:]], axis=1)
+    out = np.empty_like(points)
+
+    def run(rows: slice) -> None:
+        dist, idx = tree.query(points[rows], k=k + 1, workers=1)
+        nb = np.concatenate([np.arange(rows.start, rows.stop)[:, None], idx[:, 1:]], axis=1)
+        out[rows] = move(points, rows, dist[:, 1:], nb)
+
+    threads = min(worker_threads(), -(-n // size))
+    if threads == 1:
+        for rows in chunks(n, size):
+            run(rows)
+        return out
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, chunks(n, size)))  # list(): re-raise the first error of a chunk here
+    return out
 
 
 def local_frames(points: np.ndarray, neighbours: np.ndarray, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,15 +210,16 @@ def knn_bytes_per_point(method, points: np.ndarray, k: Optional[int] = None) -> 
     return 16.0 * (int(k) + 1) + 400.0
 
 
-#: a chunked kNN pass (:func:`knn_chunks`): bytes per point (the KD-tree, the tree-order copy, the pass's input and
+#: a chunked kNN pass (:func:`knn_pass`): bytes per point (the KD-tree, the tree-order copy, the pass's input and
 #: output) and bytes per neighbour entry of one chunk (query distances and indices, gathered and centred
 #: coordinates, a method's (M, k) offsets and weights); measured in docs/scaling.md
 CHUNKED_BYTES_PER_POINT, CHUNK_BYTES_PER_ENTRY = 200.0, 170.0
 
 
 def chunked_knn_mb(k: int) -> float:
-    """Working megabytes of one chunk of :func:`knn_chunks` at ``k`` neighbours (independent of N)."""
-    return CHUNK * (int(k) + 1) * CHUNK_BYTES_PER_ENTRY / 2**20
+    """Working megabytes of the chunks of :func:`knn_pass` in flight at ``k`` neighbours (one per worker thread;
+    independent of N)."""
+    return worker_threads() * CHUNK * (int(k) + 1) * CHUNK_BYTES_PER_ENTRY / 2**20
 
 
 def diffusion_hops(steps: int) -> int:

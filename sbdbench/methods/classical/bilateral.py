@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
 
 
@@ -69,16 +69,17 @@ class Bilateral(Denoiser):
 
     def _passes(self, x: np.ndarray, k: int, sigma_n: Optional[float]) -> np.ndarray:
         for _ in range(self.iterations):
-            out = np.empty_like(x)
-            for sl, d, nb in knn_chunks(x, k):
-                _, _, frame = local_frames(x, nb)
-                n = frame[:, :, 0]
-                off = np.einsum("mkd,md->mk", x[nb[:, 1:]] - x[sl][:, None], n)
-                sd = self.sigma_d_scale * d[:, -1:] + 1e-12
-                sn = (off.std(axis=1, keepdims=True) if sigma_n is None else np.full((len(off), 1), sigma_n)) + 1e-12
-                w = np.exp(-(d ** 2) / (2 * sd ** 2) - off ** 2 / (2 * sn ** 2))
-                wsum = w.sum(axis=1)
-                move = np.where(wsum > 0, (w * off).sum(axis=1) / np.where(wsum > 0, wsum, 1.0), 0.0)
-                out[sl] = x[sl] + move[:, None] * n
-            x = out
+            x = knn_pass(x, k, lambda p, rows, d, nb: self._move(p, rows, d, nb, sigma_n))
         return x
+
+    def _move(self, x: np.ndarray, rows: slice, d: np.ndarray, nb: np.ndarray, sigma_n: Optional[float]) -> np.ndarray:
+        """The chunk's points moved along their normals (:func:`knn_pass`'s ``move``)."""
+        _, _, frame = local_frames(x, nb)
+        n = frame[:, :, 0]
+        off = np.einsum("mkd,md->mk", x[nb[:, 1:]] - x[rows][:, None], n)
+        sd = self.sigma_d_scale * d[:, -1:] + 1e-12
+        sn = (off.std(axis=1, keepdims=True) if sigma_n is None else np.full((len(off), 1), sigma_n)) + 1e-12
+        w = np.exp(-(d ** 2) / (2 * sd ** 2) - off ** 2 / (2 * sn ** 2))
+        wsum = w.sum(axis=1)
+        move = np.where(wsum > 0, (w * off).sum(axis=1) / np.where(wsum > 0, wsum, 1.0), 0.0)
+        return x[rows] + move[:, None] * n

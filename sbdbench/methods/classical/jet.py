@@ -12,7 +12,7 @@ import numpy as np
 
 from sbdbench.errors import InputError
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
 
 
@@ -102,9 +102,10 @@ class Jet(Denoiser):
 
     def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
         for _ in range(self.iterations):
-            out = np.empty_like(x)
-            for sl, _, nb_idx in knn_chunks(x, k):
-                _, _, frame = local_frames(x, nb_idx)
-                out[sl] = project_onto_height_fit(x, nb_idx, x[sl], frame, self.degree)
-            x = out
+            x = knn_pass(x, k, self._move)
         return x
+
+    def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
+        """The chunk's points moved onto their jets (:func:`knn_pass`'s ``move``)."""
+        _, _, frame = local_frames(x, nb_idx)
+        return project_onto_height_fit(x, nb_idx, x[rows], frame, self.degree)

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
 from sbdbench.methods.classical.jet import project_onto_height_fit
 
@@ -68,14 +68,15 @@ class MLS(Denoiser):
 
     def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
         for _ in range(self.iterations):
-            out = np.empty_like(x)
-            for sl, dist, nb_idx in knn_chunks(x, k):
-                d = np.concatenate([np.zeros((len(nb_idx), 1)), dist], axis=1)
-                h = self.bandwidth * d[:, -1:] + 1e-12
-                w = np.exp(-(d ** 2) / h ** 2)
-                c, _, frame = local_frames(x, nb_idx, w)
-                n = frame[:, :, 0]
-                q = x[sl] - np.einsum("mi,mi->m", x[sl] - c, n)[:, None] * n  # the point on the weighted plane
-                out[sl] = project_onto_height_fit(x, nb_idx, q, frame, self.degree, weights=w)
-            x = out
+            x = knn_pass(x, k, self._move)
         return x
+
+    def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
+        """The chunk's points moved onto their weighted height fits (:func:`knn_pass`'s ``move``)."""
+        d = np.concatenate([np.zeros((len(nb_idx), 1)), dist], axis=1)
+        h = self.bandwidth * d[:, -1:] + 1e-12
+        w = np.exp(-(d ** 2) / h ** 2)
+        c, _, frame = local_frames(x, nb_idx, w)
+        n = frame[:, :, 0]
+        q = x[rows] - np.einsum("mi,mi->m", x[rows] - c, n)[:, None] * n  # the point on the weighted plane
+        return project_onto_height_fit(x, nb_idx, q, frame, self.degree, weights=w)

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_chunks,
+from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
 
 
@@ -53,10 +53,12 @@ class PCAProjection(Denoiser):
 
     def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
         for _ in range(self.iterations):
-            out = np.empty_like(x)
-            for sl, _, nb in knn_chunks(x, k):
-                c, _, v = local_frames(x, nb)
-                n = v[:, :, 0]
-                out[sl] = x[sl] - np.einsum("mi,mi->m", x[sl] - c, n)[:, None] * n
-            x = out
+            x = knn_pass(x, k, _project_onto_plane)
         return x
+
+
+def _project_onto_plane(x: np.ndarray, rows: slice, dist: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """The chunk's points projected onto their neighbourhoods' PCA planes (:func:`knn_pass`'s ``move``)."""
+    c, _, v = local_frames(x, nb)
+    n = v[:, :, 0]
+    return x[rows] - np.einsum("mi,mi->m", x[rows] - c, n)[:, None] * n
