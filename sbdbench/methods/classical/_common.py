@@ -112,7 +112,12 @@ def local_frames(points: np.ndarray, neighbours: np.ndarray, weights: Optional[n
         centroids (M, 3), eigenvalues (M, 3) ascending, eigenvectors (M, 3, 3) with column 0 the
         normal (smallest eigenvalue) and columns 1, 2 the tangent directions.
     """
-    nb = points[neighbours]  # (M, K, 3)
+    return gathered_frames(points[neighbours], weights)
+
+
+def gathered_frames(nb: np.ndarray, weights: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`local_frames` of neighbourhoods already gathered: ``nb`` (M, K, 3) their points (a caller that needs
+    the points again gathers them once)."""
     if weights is None:
         c = nb.mean(axis=1)
         d = nb - c[:, None]

@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 
 from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
-                                                  local_frames, neighbourhood, sample_centres)
+from sbdbench.methods.classical._common import (check_float, check_int, gathered_frames, in_spatial_order, knn_block_settings,
+                                                  knn_pass, neighbourhood, sample_centres)
 
 
 @register
@@ -74,9 +74,10 @@ class Bilateral(Denoiser):
 
     def _move(self, x: np.ndarray, rows: slice, d: np.ndarray, nb: np.ndarray, sigma_n: Optional[float]) -> np.ndarray:
         """The chunk's points moved along their normals (:func:`knn_pass`'s ``move``)."""
-        _, _, frame = local_frames(x, nb)
+        nb_points = x[nb]  # (M, k + 1, 3), gathered once for the frame and the offsets
+        _, _, frame = gathered_frames(nb_points)
         n = frame[:, :, 0]
-        off = np.einsum("mkd,md->mk", x[nb[:, 1:]] - x[rows][:, None], n)
+        off = np.matmul(nb_points[:, 1:] - x[rows][:, None], n[:, :, None])[..., 0]  # (M, k): ⟨n, q − p⟩
         sd = self.sigma_d_scale * d[:, -1:] + 1e-12
         sn = (off.std(axis=1, keepdims=True) if sigma_n is None else np.full((len(off), 1), sigma_n)) + 1e-12
         w = np.exp(-(d ** 2) / (2 * sd ** 2) - off ** 2 / (2 * sn ** 2))
