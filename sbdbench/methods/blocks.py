@@ -65,18 +65,23 @@ def parse_memory(text) -> float:
 
 def whole_cloud_mb(settings: BlockSettings, n_points: int) -> float:
     """Working megabytes of one run of the method on ``n_points`` points (driver arrays included)."""
-    return n_points * (settings.bytes_per_point + DRIVER_BYTES_PER_POINT) / 2**20 + _fixed_mb(settings.method, settings)
+    return n_points * (settings.bytes_per_point + DRIVER_BYTES_PER_POINT) / 2**20 + _fixed_mb(settings)
 
 
-def _fixed_mb(method: Denoiser, settings: Optional[BlockSettings] = None) -> float:
-    """Memory that does not grow with N: a learned method's patch-batch budget, a chunked kNN pass's chunk arrays."""
-    return float(getattr(method, "memory_mb", 0) or 0) + (settings.fixed_mb if settings is not None else 0.0)
+def _batch_budget_mb(method: Denoiser) -> float:
+    """A learned method's patch-batch budget (``memory_mb``), 0 for the others."""
+    return float(getattr(method, "memory_mb", 0) or 0)
+
+
+def _fixed_mb(settings: BlockSettings) -> float:
+    """Memory that does not grow with N: the patch-batch budget plus a chunked kNN pass's chunk arrays."""
+    return _batch_budget_mb(settings.method) + settings.fixed_mb
 
 
 def block_limit(settings: BlockSettings, n_points: int, max_memory_mb: float) -> int:
     """The most points (core + halo) one block may have under ``max_memory_mb``; an :class:`InputError` when
     even the driver's own arrays do not fit."""
-    free = max_memory_mb - n_points * DRIVER_BYTES_PER_POINT / 2**20 - _fixed_mb(settings.method, settings)
+    free = max_memory_mb - n_points * DRIVER_BYTES_PER_POINT / 2**20 - _fixed_mb(settings)
     limit = int(free * 2**20 / settings.bytes_per_point) if free > 0 else 0
     if limit < MIN_CORE_POINTS:
         need = whole_cloud_mb(settings, 0) + (n_points * DRIVER_BYTES_PER_POINT + 4 * MIN_CORE_POINTS * settings.bytes_per_point) / 2**20
@@ -164,8 +169,7 @@ def denoise_in_blocks(method: Denoiser, points, *, noise_level: Optional[float] 
             progress(len(pts), len(pts))
         return out
     settings = method.block_settings(unit, noise_level)
-    limit = block_points if block_points is not None else (
-        len(pts) if max_memory_mb is None else block_limit(settings, len(pts), max_memory_mb))
+    limit = block_points if block_points is not None else block_limit(settings, len(pts), max_memory_mb)
     if len(pts) <= limit:
         out = method.denoise(pts, noise_level=noise_level)
         if progress is not None:
@@ -179,7 +183,7 @@ def denoise_in_blocks(method: Denoiser, points, *, noise_level: Optional[float] 
 
 def _check_unsplittable(method: Denoiser, n_points: int, max_memory_mb: float) -> None:
     """A method without a block rule must fit whole; its bytes per point are unknown, so only the driver's are checked."""
-    if n_points * DRIVER_BYTES_PER_POINT / 2**20 + _fixed_mb(method) > max_memory_mb:
+    if n_points * DRIVER_BYTES_PER_POINT / 2**20 + _batch_budget_mb(method) > max_memory_mb:
         raise InputError(f"{method.name} cannot run in blocks and {n_points} points exceed --max-memory {max_memory_mb:.0f}MB; raise it")
 
 
