@@ -48,7 +48,7 @@ def test_a_smaller_margin_leaves_seams(torus):
     settings = method.block_settings(torus, 0.02)
     whole = settings.method._denoise_unit(torus.copy(), 0.02)
     thin = replace(settings, margin=settings.margin / 4)
-    out = _merge_own(thin, torus, plan_blocks(torus, thin.margin, 8000), None)
+    out = _merge_own(thin, torus, plan_blocks(torus, thin.margin, 8000))
     assert np.abs(out - whole).max() > 1e-6
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from sbdbench.errors import InputError, SbdbenchError
 from sbdbench.geometry import check_points, denormalize_unit_sphere, normalize_unit_sphere
 from sbdbench.methods.base import BlockSettings, Denoiser
+from sbdbench.methods.meter import metered, metered_steps
 
 #: bytes per point the driver itself holds besides the method (input, unit copy, result, sort order, masks)
 DRIVER_BYTES_PER_POINT = 110.0
@@ -153,32 +154,32 @@ def denoise_in_blocks(method: Denoiser, points, *, noise_level: Optional[float] 
         noise_level: σ as for :meth:`~sbdbench.methods.base.Denoiser.denoise` (estimated once when None).
         max_memory_mb: cap on the working memory; the blocks are as large as it allows (the whole cloud when it fits).
         block_points: the most points (core + overlap) per block instead of a cap (tests, benchmarks).
-        progress: ``progress(done_points, total_points)`` after each block.
+        progress: ``progress(done_points, total_points)`` as the work goes: after each block, and inside a block
+            (or a whole-cloud run) after each pass and patch batch of a method that reports them
+            (:mod:`sbdbench.methods.meter`); ``(N, N)`` at the end.
 
     Raises:
         InputError: bad input, or a cloud that cannot fit ``max_memory_mb`` (the message names a cap that fits).
     """
     method._check_params()
     pts = check_points(points, name=f"{method.name} input")
-    unit, center, scale = normalize_unit_sphere(pts)
+    with metered(progress, len(pts)):
+        return _denoise_metered(method, pts, noise_level, max_memory_mb, block_points)
+
+
+def _denoise_metered(method: Denoiser, pts: np.ndarray, noise_level, max_memory_mb, block_points) -> np.ndarray:
     if not method.block_merge or (max_memory_mb is None and block_points is None):  # no cap: the whole cloud
         if not method.block_merge and max_memory_mb is not None and block_points is None:
             _check_unsplittable(method, len(pts), max_memory_mb)
-        out = method.denoise(pts, noise_level=noise_level)
-        if progress is not None:
-            progress(len(pts), len(pts))
-        return out
+        return method.denoise(pts, noise_level=noise_level)
+    unit, center, scale = normalize_unit_sphere(pts)
     settings = method.block_settings(unit, noise_level)
     limit = block_points if block_points is not None else block_limit(settings, len(pts), max_memory_mb)
     if len(pts) <= limit:
-        out = method.denoise(pts, noise_level=noise_level)
-        if progress is not None:
-            progress(len(pts), len(pts))
-        return out
+        return method.denoise(pts, noise_level=noise_level)
     blocks = plan_blocks(unit, settings.margin, int(limit))
     merge = _merge_own if method.block_merge == "own" else _merge_pool
-    out = merge(settings, unit, blocks, progress)
-    return method._check_output(denormalize_unit_sphere(out, center, scale), len(pts), "input")
+    return method._check_output(denormalize_unit_sphere(merge(settings, unit, blocks), center, scale), len(pts), "input")
 
 
 def _check_unsplittable(method: Denoiser, n_points: int, max_memory_mb: float) -> None:
@@ -194,32 +195,25 @@ def _run_block(settings: BlockSettings, unit: np.ndarray, block: Block) -> np.nd
     return method._check_output(method._denoise_unit(sub.copy(), settings.noise_level), len(sub), "unit-sphere")
 
 
-def _merge_own(settings, unit, blocks, progress) -> np.ndarray:
+def _merge_own(settings, unit, blocks) -> np.ndarray:
     """Each core point keeps its own output (count- and order-preserving methods)."""
     out = np.empty_like(unit)
-    done = 0
-    for block in blocks:
+    for block in metered_steps(blocks):
         out[block.core] = _run_block(settings, unit, block)[: len(block.core)]
-        done += len(block.core)
-        if progress is not None:
-            progress(done, len(unit))
     return out
 
 
-def _merge_pool(settings, unit, blocks, progress) -> np.ndarray:
+def _merge_pool(settings, unit, blocks) -> np.ndarray:
     """The outputs in each block's cell (widened by POOL_OVERLAP · margin), pooled and FPS-sampled to N."""
     import torch
 
     from sbdbench.geometry import farthest_point_sampling
 
     widen = POOL_OVERLAP * settings.margin
-    kept, done = [], 0
-    for block in blocks:
+    kept = []
+    for block in metered_steps(blocks):
         res = _run_block(settings, unit, block)
         kept.append(res[np.all((res >= block.lo - widen) & (res <= block.hi + widen), axis=1)])
-        done += len(block.core)
-        if progress is not None:
-            progress(done, len(unit))
     pool = np.concatenate(kept)
     if len(pool) < len(unit):
         raise SbdbenchError(f"{settings.method.name}: the blocks gave {len(pool)} points for {len(unit)}; raise --max-memory")

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from sbdbench.errors import InputError
+from sbdbench.methods.meter import batch_done
 from sbdbench.methods.noise_level import estimate_noise_level
 
 #: neighbourhood sizes are clipped to this range (a quadric fit needs ≥ 6; memory bounds the top).
@@ -90,13 +91,16 @@ def knn_pass(points: np.ndarray, k: int, move: Callable[[np.ndarray, slice, np.n
         nb = np.concatenate([np.arange(rows.start, rows.stop)[:, None], idx[:, 1:]], axis=1)
         out[rows] = move(points, rows, dist[:, 1:], nb)
 
-    threads = min(worker_threads(), -(-n // size))
+    tasks = list(chunks(n, size))
+    threads = min(worker_threads(), len(tasks))
     if threads == 1:
-        for rows in chunks(n, size):
+        for done, rows in enumerate(tasks, 1):
             run(rows)
+            batch_done(done, len(tasks))
         return out
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(run, chunks(n, size)))  # list(): re-raise the first error of a chunk here
+    with ThreadPoolExecutor(threads) as pool:  # results in order, here: the first error of a chunk is re-raised
+        for done, _ in enumerate(pool.map(run, tasks), 1):
+            batch_done(done, len(tasks))  # in this thread, where the caller's meter is
     return out
 
 

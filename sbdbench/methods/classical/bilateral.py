@@ -15,6 +15,7 @@ import numpy as np
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.classical._common import (check_float, check_int, gathered_frames, in_spatial_order, knn_block_settings,
                                                   knn_pass, neighbourhood, sample_centres)
+from sbdbench.methods.meter import metered_steps
 
 
 @register
@@ -68,7 +69,7 @@ class Bilateral(Denoiser):
         return in_spatial_order(lambda x: self._passes(x, k, sigma_n), points)
 
     def _passes(self, x: np.ndarray, k: int, sigma_n: Optional[float]) -> np.ndarray:
-        for _ in range(self.iterations):
+        for _ in metered_steps(range(self.iterations)):
             x = knn_pass(x, k, lambda p, rows, d, nb: self._move(p, rows, d, nb, sigma_n))
         return x
 

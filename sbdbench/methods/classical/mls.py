@@ -16,6 +16,7 @@ from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
 from sbdbench.methods.classical.jet import project_onto_height_fit
+from sbdbench.methods.meter import metered_steps
 
 
 @register
@@ -67,7 +68,7 @@ class MLS(Denoiser):
         return in_spatial_order(lambda x: self._passes(x, max(k, n_coef)), points)
 
     def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
-        for _ in range(self.iterations):
+        for _ in metered_steps(range(self.iterations)):
             x = knn_pass(x, k, self._move)
         return x
 

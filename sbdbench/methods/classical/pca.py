@@ -9,6 +9,7 @@ import numpy as np
 from sbdbench.methods.base import Denoiser, register
 from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
                                                   local_frames, neighbourhood, sample_centres)
+from sbdbench.methods.meter import metered_steps
 
 
 @register
@@ -52,7 +53,7 @@ class PCAProjection(Denoiser):
         return in_spatial_order(lambda x: self._passes(x, k), points)
 
     def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
-        for _ in range(self.iterations):
+        for _ in metered_steps(range(self.iterations)):
             x = knn_pass(x, k, _project_onto_plane)
         return x
 

@@ -21,6 +21,7 @@ import torch
 from sbdbench.errors import InputError
 from sbdbench.geometry import farthest_point_sampling
 from sbdbench.methods.learned.knn import knn_points
+from sbdbench.methods.meter import batch_done
 
 #: what a per-patch routine looks like: (b, P, 3) noisy patches → (b, P, 3) denoised patches.
 PatchRoutine = Callable[[torch.Tensor], torch.Tensor]
@@ -71,14 +72,17 @@ def map_patches(patches: torch.Tensor, routine: PatchRoutine, batch_size: int,
                 progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Apply ``routine`` to (S, P, 3) patches, ``batch_size`` patches at a time → (S, P, 3).
 
-    ``progress(done, total)`` is called after each batch when given.
+    ``progress(done, total)`` is called after each batch when given; an open meter hears of it too
+    (:func:`sbdbench.methods.meter.batch_done`).
     """
     out = torch.empty_like(patches)
     step = max(1, int(batch_size))
     for start in range(0, patches.shape[0], step):
         out[start:start + step] = routine(patches[start:start + step])
+        done = min(start + step, patches.shape[0])
+        batch_done(done, patches.shape[0])
         if progress is not None:
-            progress(min(start + step, patches.shape[0]), patches.shape[0])
+            progress(done, patches.shape[0])
     return out
 
 

@@ -41,6 +41,7 @@ from sbdbench.methods.learned.model import ScoreDenoiseModel
 from sbdbench.methods.learned.patches import interleaved_subsets, patch_based_denoise, patch_block_settings, patches_per_batch
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.score_net import FoldedScoreNet
+from sbdbench.methods.meter import metered_span, metered_steps
 
 #: default schedule (chosen by experiment, see docs/methods/sbd.md).
 DEFAULT_T = 10
@@ -240,10 +241,14 @@ class SBD(WeightsDigestMixin, Denoiser):
         if len(subsets) > 1:
             # the first passes see each subset as a cloud of its own (σ given, then re-estimated per subset)
             merged = torch.empty_like(x)
-            for idx in subsets:
-                merged[idx] = self._passes(x[idx], noise_level, on_subsets)
-            x, noise_level, passes = merged, None, passes - on_subsets
-        x = self._passes(x, noise_level, passes)
+            with metered_span(0.0, on_subsets / passes):
+                for idx in metered_steps(subsets):
+                    merged[idx] = self._passes(x[idx], noise_level, on_subsets)
+            x, noise_level, passes, start = merged, None, passes - on_subsets, on_subsets / passes
+        else:
+            start = 0.0
+        with metered_span(start, 1.0):
+            x = self._passes(x, noise_level, passes)
         return x.detach().cpu().double().numpy()
 
     def _passes(self, x: torch.Tensor, noise_level: Optional[float], passes: int) -> torch.Tensor:
@@ -253,7 +258,7 @@ class SBD(WeightsDigestMixin, Denoiser):
         model, folded = self._networks()
         patch = min(int(self.patch_size), x.shape[0])
         batch = patches_per_batch(patch, _BYTES_PER_PATCH_POINT * max(1, int(self.frame_knn)) // 4, self.memory_mb)
-        for it in range(passes):
+        for it in metered_steps(range(passes)):
             t_star = self.start_step(x.cpu().numpy(), noise_level if it == 0 else None, schedule)
             if t_star == 0:
                 break

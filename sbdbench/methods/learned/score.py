@@ -26,6 +26,7 @@ from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
 from sbdbench.methods.learned.patches import patch_based_denoise, patch_block_settings, patches_per_batch
 from sbdbench.methods.learned.score_net import FoldedScoreNet
+from sbdbench.methods.meter import metered_steps
 from sbdbench.methods.noise_level import estimate_noise_level  # noqa: F401  (the one estimator; re-exported)
 
 #: working memory of one patch point during gradient ascent (4 neighbours × 5·128 floats × a few buffers).
@@ -157,6 +158,6 @@ class ScoreDenoise(WeightsDigestMixin, Denoiser):
                                    step_decay=self.step_decay, denoise_knn=self.denoise_knn)
 
         with torch.no_grad():
-            for _ in range(int(niters)):
+            for _ in metered_steps(range(int(niters))):
                 x = patch_based_denoise(x, routine, patch_size=patch, seed_k=self.seed_k, batch_size=batch, merge=self.merge)
         return x.double().cpu().numpy()

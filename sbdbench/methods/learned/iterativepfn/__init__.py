@@ -43,6 +43,7 @@ from sbdbench.methods.learned.iterativepfn.folded import FoldedIterativePFN
 from sbdbench.methods.learned.iterativepfn.network import FRAME_KNN, NUM_MODULES, IterativePFNNet
 from sbdbench.methods.learned.iterativepfn.stitching import denoise_pass
 from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_settings, patches_per_batch
+from sbdbench.methods.meter import metered_steps
 
 #: where ``weights=official`` is installed by ``sbdbench fetch iterativepfn-official``.
 OFFICIAL_FILE = "iterativepfn-denoisenet-ep-99.ckpt"
@@ -143,6 +144,6 @@ class IterativePFN(WeightsDigestMixin, Denoiser):
             return folded(patches, num_modules=self.modules)
 
         with torch.no_grad():
-            for _ in range(int(self.niters or 1)):
+            for _ in metered_steps(range(int(self.niters or 1))):
                 x = denoise_pass(x, net, patch_size=patch, seed_k=self.seed_k, batch_size=batch)
         return x.double().cpu().numpy()

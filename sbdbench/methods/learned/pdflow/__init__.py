@@ -56,6 +56,7 @@ from sbdbench.methods.learned.patches import (PATCH_BYTES_PER_POINT, extract_pat
                                               patch_block_settings, patch_seeds, patches_per_batch)
 from sbdbench.methods.learned.pdflow.network import AUG_CHANNEL, PDFlowNet
 from sbdbench.methods.learned.score import estimate_noise_level
+from sbdbench.methods.meter import batch_done, metered_steps
 
 register_official("pdflow", "pdflow-official", "pdflow-score-LCC.pt")
 
@@ -108,8 +109,10 @@ def patch_denoise(net: PDFlowNet, x: torch.Tensor, generator: torch.Generator, *
     out = torch.empty_like(patches)
     for start in range(0, patches.shape[0], batch_size):
         out[start:start + batch_size] = net(patches[start:start + batch_size], eps[start:start + batch_size])
+        done = min(start + batch_size, patches.shape[0])
+        batch_done(done, patches.shape[0])
         if progress is not None:
-            progress(min(start + batch_size, patches.shape[0]), patches.shape[0])
+            progress(done, patches.shape[0])
     return remove_outliers(merge_fps(out, n + 10), x, 10)
 
 
@@ -123,14 +126,16 @@ def pdflow_denoise(net: PDFlowNet, x: torch.Tensor, *, niters: int, first_iter_p
     """``denoise_pcl`` for N ≤ 50,000 on an (N, 3) cloud in the unit sphere → (N, 3)."""
     generator = torch.Generator().manual_seed(int(seed))
     if not first_iter_partition:
-        for _ in range(niters):
+        for _ in metered_steps(range(niters)):
             x = patch_denoise(net, x, generator, **kw)
         return x
     m = x.shape[0] // _PARTITION_SIZE
     subsets = interleaved_subsets(x, x.shape[0] // m)  # FPS order of all points dealt round-robin: order[i::m]
     assert len(subsets) == m
-    x = torch.cat([renormalised_pass(net, x[s], generator, **kw) for s in subsets])
-    for _ in range(niters - 1):
+    passes = metered_steps(range(niters))
+    next(passes)  # the first pass's share of the progress: the partitioned pass runs inside it
+    x = torch.cat([renormalised_pass(net, x[s], generator, **kw) for s in metered_steps(subsets)])
+    for _ in passes:
         x = renormalised_pass(net, x, generator, **kw)
     return x
 

@@ -46,6 +46,7 @@ from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkp
 from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_settings
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.straightpcf.flow import build_network, denoise_pass
+from sbdbench.methods.meter import metered_steps
 from sbdbench.paths import home
 
 register_official("straightpcf", "straightpcf-official", "straightpcf-official.pt")
@@ -167,6 +168,6 @@ class StraightPCFDenoiser(WeightsDigestMixin, Denoiser):
         patch = min(int(self.patch_size), len(points))
         batch = max(1, int(self.memory_mb * 2**20 // (patch * _BYTES_PER_PATCH_POINT)))
         with torch.no_grad():
-            for _ in range(int(niters)):
+            for _ in metered_steps(range(int(niters))):
                 x = denoise_pass(kind, net, x, iterations, patch_size=int(self.patch_size), seed_k=float(self.seed_k), batch_size=batch)
         return x.double().cpu().numpy()

@@ -31,6 +31,7 @@ from sbdbench.errors import DataError
 from sbdbench.geometry import farthest_point_sampling
 from sbdbench.methods.learned.knn import knn_points
 from sbdbench.methods.learned.straightpcf.network import CoupledVMArch, StraightPCF, VelocityModule
+from sbdbench.methods.meter import batch_done
 
 #: train_straightpcf.py ``--tot_its`` default (used when a checkpoint has no ``args.tot_its``)
 DEFAULT_TOT_ITS = 2
@@ -138,6 +139,8 @@ def denoise_pass(kind: str, net: torch.nn.Module, points: torch.Tensor, iteratio
     out = torch.empty_like(patches)
     for start in range(0, patches.shape[0], max(1, int(batch_size))):
         out[start:start + batch_size] = flow(kind, net, patches[start:start + batch_size], iterations)
+        done = min(start + batch_size, patches.shape[0])
+        batch_done(done, patches.shape[0])
         if progress is not None:
-            progress(min(start + batch_size, patches.shape[0]), patches.shape[0])
+            progress(done, patches.shape[0])
     return stitch(out + centres, idx, d2, points)
