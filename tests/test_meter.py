@@ -77,3 +77,14 @@ def test_blocks_report_inside_each_block(torus):
     dones = [d for d, _ in seen]
     assert dones == sorted(set(dones)) and dones[-1] == len(torus)
     assert len(dones) > 6  # more lines than blocks: the passes inside each block report too
+
+
+def test_run_on_scans_measures_with_the_same_reports(torus):
+    """``run`` on real scans denoises through denoise_measured, which opens a meter around the whole-cloud run too."""
+    from sbdbench.bench.cell import denoise_measured
+
+    seen = []
+    method = make_method("pca", iterations=2)
+    out, seconds, _ = denoise_measured(method, torus, 0.02, progress=lambda d, t: seen.append(d))
+    assert seen[-1] == len(torus) and len([d for d in seen if d < len(torus)]) >= 3 and seconds > 0
+    np.testing.assert_array_equal(out, method.denoise(torus, noise_level=0.02))

@@ -52,7 +52,8 @@ def _peak_rss_mb() -> Optional[float]:
     return None
 
 
-def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu", max_memory_mb: Optional[float] = None):
+def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device: str = "cpu", max_memory_mb: Optional[float] = None,
+                     progress: Optional[Callable[[int, int], None]] = None):
     """Run ``method.denoise`` and measure it: returns (output, seconds, peak_mem_mb).
 
     With ``max_memory_mb`` the cloud is denoised by :func:`~sbdbench.methods.blocks.denoise_in_blocks` under that
@@ -61,16 +62,20 @@ def denoise_measured(method, points: np.ndarray, sigma: Optional[float], device:
     ``peak_mem_mb`` follows :data:`PEAK_MEM_DEFINITION`: the peak RSS of the process during the call
     (numpy, torch CPU and everything else, as the OS counts it), None where the Linux counter cannot be
     reset. It is one quantity on every device: GPU memory is not added to it. Measuring costs nothing,
-    so timings are not distorted by it. ``device`` is kept for the callers' signature.
+    so timings are not distorted by it. ``device`` is kept for the callers' signature. ``progress(done, total)``
+    hears of the points done as the method's loops report them (:mod:`sbdbench.methods.meter`).
     """
+    from sbdbench.methods.meter import metered
+
     reset = _reset_peak_rss()
     t0 = time.perf_counter()
     if max_memory_mb is None:
-        out = method.denoise(points, noise_level=sigma)
+        with metered(progress, len(points)):
+            out = method.denoise(points, noise_level=sigma)
     else:
         from sbdbench.methods.blocks import denoise_in_blocks
 
-        out = denoise_in_blocks(method, points, noise_level=sigma, max_memory_mb=max_memory_mb)
+        out = denoise_in_blocks(method, points, noise_level=sigma, max_memory_mb=max_memory_mb, progress=progress)
     seconds = time.perf_counter() - t0
     return out, seconds, (_peak_rss_mb() if reset else None)
 
@@ -211,7 +216,7 @@ def run_method(method_name: str, dataset: str = "synth", resolutions: Optional[S
             raise DataError(f"dataset {ds.name!r} holds real scans (each its own N, unknown noise): drop --resolutions, "
                             "--sigmas and --noise-kind")
         return run_scans(method_name, ds, params=params, use_frozen=use_frozen, device=device, out=out, shapes=shapes, log=log,
-                         max_memory_mb=max_memory_mb)
+                         max_memory_mb=max_memory_mb, progress=progress)
     resolutions = _checked_resolutions(ds, resolutions)
     first = resolve_method(method_name, resolutions[0] if resolutions else 10000, None, device=device, overrides=params,
                            frozen=use_frozen)  # unknown parameters and bad values fail here, before any work

@@ -11,6 +11,7 @@ dataset in one line: its grid is N × σ (docs/datasets.md, "Real scans").
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence
 
@@ -21,14 +22,20 @@ SCAN_KEYS = ("method", "scan", "n_points", "n_out", "plane_res_in", "plane_res",
              "peak_mem_mb", "params")
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_scans(method_name: str, ds, *, params: Optional[Dict] = None, use_frozen: bool = True, device: str = "cpu",
               out: Optional[Path] = None, shapes: Optional[Sequence[str]] = None, log: Callable[[str], None] = print,
-              max_memory_mb: Optional[float] = None):
+              max_memory_mb: Optional[float] = None, progress: bool = True):
     """Denoise every scan of ``ds`` with one method (under ``max_memory_mb``: in spatial blocks, as ``denoise
-    --max-memory``); outputs to ``<out>/<dataset>_scans/<scan>.xyz`` and the figures to ``<out>/per_scan.csv``. Returns (per-scan DataFrame, summary DataFrame with the means, plane_res ×10⁴)."""
+    --max-memory``), each with its points done shown while it runs (``progress``: a bar on a terminal, else a line
+    at most every 30 s); outputs to ``<out>/<dataset>_scans/<scan>.xyz`` and the figures to ``<out>/per_scan.csv``. Returns (per-scan DataFrame, summary DataFrame with the means, plane_res ×10⁴)."""
     import pandas as pd
 
     from sbdbench.bench.cell import denoise_measured
+    from sbdbench.bench.progress import PointProgress
     from sbdbench.io import write_points
     from sbdbench.methods import resolve_method
     from sbdbench.metrics.noref import noref_metrics
@@ -43,7 +50,12 @@ def run_scans(method_name: str, ds, *, params: Optional[Dict] = None, use_frozen
     for scan in scans:
         noisy = ds.load_scan(scan)
         method = resolve_method(method_name, len(noisy), None, device=device, overrides=params, frozen=use_frozen).method
-        pred, seconds, peak = denoise_measured(method, noisy, None, device, max_memory_mb)
+        bar = PointProgress(_stderr, f"{method_name} {scan}") if progress else None
+        try:
+            pred, seconds, peak = denoise_measured(method, noisy, None, device, max_memory_mb, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
         write_points(out / f"{ds.name}_scans" / f"{scan}.xyz", pred)
         before, after = noref_metrics(noisy), noref_metrics(pred, frame=noisy)
         rows.append({"method": method_name, "scan": scan, "n_points": len(noisy), "n_out": len(pred),
