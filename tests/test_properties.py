@@ -123,6 +123,8 @@ def test_off_count_mismatches(tmp_path, dv, df, junk):
     out = _read(path, "mesh")
     if (dv, df, junk) == (0, 0, ""):
         assert out is not None and out[0].shape == (nv, 3) and out[1].shape == (nf, 3)
+    elif (dv, df, junk) == (0, 1, "3 0 1 2\n"):  # the junk line is the one more face the header announces: a valid file
+        assert out is not None and out[1].shape == (nf + 1, 3) and out[1][-1].tolist() == [0, 1, 2]
     else:
         assert out is None
 
