@@ -14,7 +14,7 @@ memory bounded: no (N, N) matrix, patches processed in batches.
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import torch
 
@@ -76,14 +76,21 @@ def map_patches(patches: torch.Tensor, routine: PatchRoutine, batch_size: int,
     (:func:`sbdbench.methods.meter.batch_done`).
     """
     out = torch.empty_like(patches)
-    step = max(1, int(batch_size))
-    for start in range(0, patches.shape[0], step):
-        out[start:start + step] = routine(patches[start:start + step])
-        done = min(start + step, patches.shape[0])
-        batch_done(done, patches.shape[0])
-        if progress is not None:
-            progress(done, patches.shape[0])
+    for batch in batch_slices(patches.shape[0], batch_size, progress):
+        out[batch] = routine(patches[batch])
     return out
+
+
+def batch_slices(total: int, batch_size: int, progress: Optional[Callable[[int, int], None]] = None) -> Iterator[slice]:
+    """Slices of ``range(total)``, ``batch_size`` at a time; once the caller is done with a batch, it is reported
+    as ``progress(done, total)`` when given and to an open meter (:func:`sbdbench.methods.meter.batch_done`)."""
+    step = max(1, int(batch_size))
+    for start in range(0, total, step):
+        stop = min(start + step, total)
+        yield slice(start, stop)
+        batch_done(stop, total)
+        if progress is not None:
+            progress(stop, total)
 
 
 def merge_fps(denoised_patches: torch.Tensor, n_points: int) -> torch.Tensor:

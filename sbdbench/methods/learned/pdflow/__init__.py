@@ -52,11 +52,11 @@ from sbdbench.methods.learned.checkpoint import (WeightsDigestMixin, load_checkp
                                                  register_official, resolve_weights)
 from sbdbench.methods.learned.devices import torch_device
 from sbdbench.methods.learned.knn import knn_points
-from sbdbench.methods.learned.patches import (PATCH_BYTES_PER_POINT, extract_patches, interleaved_subsets, merge_fps,
+from sbdbench.methods.learned.patches import (PATCH_BYTES_PER_POINT, batch_slices, extract_patches, interleaved_subsets, merge_fps,
                                               patch_block_settings, patch_seeds, patches_per_batch)
 from sbdbench.methods.learned.pdflow.network import AUG_CHANNEL, PDFlowNet
 from sbdbench.methods.learned.score import estimate_noise_level
-from sbdbench.methods.meter import batch_done, metered_steps
+from sbdbench.methods.meter import metered_span, metered_steps
 
 register_official("pdflow", "pdflow-official", "pdflow-score-LCC.pt")
 
@@ -107,12 +107,8 @@ def patch_denoise(net: PDFlowNet, x: torch.Tensor, generator: torch.Generator, *
     patches = x[idx]
     eps = torch.randn((patches.shape[0], AUG_CHANNEL, p), generator=generator, dtype=torch.float32).to(x.device)
     out = torch.empty_like(patches)
-    for start in range(0, patches.shape[0], batch_size):
-        out[start:start + batch_size] = net(patches[start:start + batch_size], eps[start:start + batch_size])
-        done = min(start + batch_size, patches.shape[0])
-        batch_done(done, patches.shape[0])
-        if progress is not None:
-            progress(done, patches.shape[0])
+    for batch in batch_slices(patches.shape[0], batch_size, progress):
+        out[batch] = net(patches[batch], eps[batch])
     return remove_outliers(merge_fps(out, n + 10), x, 10)
 
 
@@ -132,11 +128,11 @@ def pdflow_denoise(net: PDFlowNet, x: torch.Tensor, *, niters: int, first_iter_p
     m = x.shape[0] // _PARTITION_SIZE
     subsets = interleaved_subsets(x, x.shape[0] // m)  # FPS order of all points dealt round-robin: order[i::m]
     assert len(subsets) == m
-    passes = metered_steps(range(niters))
-    next(passes)  # the first pass's share of the progress: the partitioned pass runs inside it
-    x = torch.cat([renormalised_pass(net, x[s], generator, **kw) for s in metered_steps(subsets)])
-    for _ in passes:
-        x = renormalised_pass(net, x, generator, **kw)
+    with metered_span(0.0, 1.0 / niters):  # the first pass, on the partition
+        x = torch.cat([renormalised_pass(net, x[s], generator, **kw) for s in metered_steps(subsets)])
+    with metered_span(1.0 / niters, 1.0):  # the others, on the whole cloud
+        for _ in metered_steps(range(niters - 1)):
+            x = renormalised_pass(net, x, generator, **kw)
     return x
 
 

@@ -30,8 +30,8 @@ import torch
 from sbdbench.errors import DataError
 from sbdbench.geometry import farthest_point_sampling
 from sbdbench.methods.learned.knn import knn_points
+from sbdbench.methods.learned.patches import batch_slices
 from sbdbench.methods.learned.straightpcf.network import CoupledVMArch, StraightPCF, VelocityModule
-from sbdbench.methods.meter import batch_done
 
 #: train_straightpcf.py ``--tot_its`` default (used when a checkpoint has no ``args.tot_its``)
 DEFAULT_TOT_ITS = 2
@@ -137,10 +137,6 @@ def denoise_pass(kind: str, net: torch.nn.Module, points: torch.Tensor, iteratio
     centres = points[seeds].unsqueeze(1)  # (S, 1, 3)
     patches = points[idx] - centres
     out = torch.empty_like(patches)
-    for start in range(0, patches.shape[0], max(1, int(batch_size))):
-        out[start:start + batch_size] = flow(kind, net, patches[start:start + batch_size], iterations)
-        done = min(start + batch_size, patches.shape[0])
-        batch_done(done, patches.shape[0])
-        if progress is not None:
-            progress(done, patches.shape[0])
+    for batch in batch_slices(patches.shape[0], batch_size, progress):
+        out[batch] = flow(kind, net, patches[batch], iterations)
     return stitch(out + centres, idx, d2, points)
