@@ -505,7 +505,7 @@ def merge_settings_cmd(inputs, out_path) -> None:
 @main.command("train")
 @click.option("--method", "method", required=True, help="Trainable method (score; sbd when present).")
 @click.option("--dataset", default="synth", show_default=True, metavar="A,B", help="Datasets whose train splits are pooled (each needs a train split; model selection uses those with a val split).")
-@click.option("--init", "init", default=None, metavar="official|project|scratch|PATH", help="Start from these networks (strict, weights_only) with fine-tuning defaults (lr 1e-4, 100 warm-up iterations, cosine to 1e-6) instead of random weights.")
+@click.option("--init", "init", default=None, metavar="official|project|scratch|PATH", help="Start from these networks (strict, weights_only) with the fine-tuning defaults (a lower rate with warm-up and cosine decay, batch norm frozen; docs/sbd-warm-start.md) instead of random weights.")
 @out_option("folder", "the run (checkpoints, loss.csv/png) [default: train_<method>].", dest="out_dir")
 @click.option("--iterations", default=1600, show_default=True, type=int, help="Training iterations. Re-running a finished run with more extends it (warm restart of the cosine rate).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Patches per iteration.")
