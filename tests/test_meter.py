@@ -88,3 +88,14 @@ def test_run_on_scans_measures_with_the_same_reports(torus):
     out, seconds, _ = denoise_measured(method, torus, 0.02, progress=lambda d, t: seen.append(d))
     assert seen[-1] == len(torus) and len([d for d in seen if d < len(torus)]) >= 3 and seconds > 0
     np.testing.assert_array_equal(out, method.denoise(torus, noise_level=0.02))
+
+
+def test_batch_slices_cover_the_range_and_report_each_batch_after_it_is_done():
+    from sbdbench.methods.learned.patches import batch_slices
+
+    seen, reported = [], []
+    for batch in batch_slices(7, 3, progress=lambda done, total: reported.append((done, total))):
+        assert len(reported) == len(seen)  # nothing reported before the caller finished this batch
+        seen.append((batch.start, batch.stop))
+    assert seen == [(0, 3), (3, 6), (6, 7)] and reported == [(3, 7), (6, 7), (7, 7)]
+    assert [(b.start, b.stop) for b in batch_slices(2, 0)] == [(0, 1), (1, 2)]  # a batch size below 1 means 1
