@@ -179,3 +179,30 @@ def test_shipped_sbd_weights_state_their_provenance_and_licence():
     assert "init" not in scratch and scratch["iteration"] == 5300  # the from-scratch weights stay reachable
     lines = SBD.shipped_weights()
     assert "MIT licence" in lines["project"] and "random weights" in lines["scratch"]
+
+
+def test_cloud_validation_scores_the_whole_method_on_the_val_clouds(tiny_synth, monkeypatch):
+    """``--param val=clouds``: the in-memory networks run through ``sbd`` exactly as the same file loaded by name."""
+    import numpy as np
+
+    from sbdbench.methods.learned.sbd import load_sbd_model
+    from sbdbench.methods.learned.sbd_training import cloud_validation
+    from sbdbench.methods.resolve import resolve_method
+    from sbdbench.methods.tuning import pick_shapes, training_pair
+    from sbdbench.metrics import chamfer
+
+    monkeypatch.setenv("SBDBENCH_HOME", str(tiny_synth.root.parent))
+    model, _ = load_sbd_model("project")
+    got = cloud_validation([tiny_synth], n_points=1000, sigmas=(0.02,))(model)
+    method = resolve_method("sbd", 1000, 0.02, frozen=True).method  # loads sbdbench/weights/sbd_project.pt itself
+    pairs = [training_pair(tiny_synth, s, 1000, 0.02, 0, "val") for s in pick_shapes(tiny_synth, 8, "val")]
+    expected = 1e4 * np.mean([chamfer(method.denoise(noisy, noise_level=0.02), clean) for clean, noisy in pairs])
+    noisy_cd = 1e4 * np.mean([chamfer(noisy, clean) for clean, noisy in pairs])
+    assert abs(got - expected) < 1e-6 * expected and got < noisy_cd
+    torch.manual_seed(0)
+    assert cloud_validation([tiny_synth], n_points=1000, sigmas=(0.02,))(ScoreDenoiseModel().eval()) != pytest.approx(got)
+
+
+def test_an_unknown_validation_mode_is_a_one_line_error(tiny_home):
+    with pytest.raises(InputError, match="unknown validation 'bogus'"):
+        run_recipe("sbd", out_dir=tiny_home / "run", iterations=1, val="bogus", **OPTS)

@@ -219,6 +219,13 @@ class SBD(WeightsDigestMixin, Denoiser):
             self._cache = (key, model, folded, meta)
         return self._cache[1], self._cache[2]
 
+    def use_networks(self, model: ScoreDenoiseModel) -> "SBD":
+        """Run on these in-memory networks (eval mode, on ``device``) instead of loading ``weights``, until
+        ``weights`` or ``device`` changes: training validates its current networks through the whole method."""
+        folded = FoldedScoreNet.from_score_net(model.score_net).to(self.device)
+        self._cache = ((str(self.weights), str(self.device)), model, folded, {"weights": "in memory"})
+        return self
+
     def start_step(self, points: np.ndarray, noise_level: Optional[float], schedule: Schedule) -> int:
         sigma = estimate_noise_level(points) if noise_level is None else float(noise_level)
         return schedule.start_step(sigma)

@@ -17,7 +17,10 @@ One training example (a batch of patch pairs from :class:`PatchSampler`, each wi
 
 Validation (model selection, on the ``val`` split) is the same for both losses, so the two runs are
 comparable: fixed val patches at σ = 1.5 %, denoised by the full SBD reverse chain, scored by the
-Chamfer distance to the clean patch (×10⁴).
+Chamfer distance to the clean patch (×10⁴). ``val=clouds`` selects instead on the whole ``sbd`` method (its
+frozen settings, passes and merge) on the val clouds at 1, 2 and 3 % (:func:`cloud_validation`, what
+``tune --split val`` scores; about 6 minutes per validation on one core at 10K): patches at one σ did not see the
+thin plate the shipped fine-tune collapses at 3 % (docs/sbd-warm-start.md).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 
-from sbdbench.errors import InputError
+from sbdbench.errors import DataError, InputError
 from sbdbench.methods.learned.diffusion import INTERMEDIATES, LOSSES, Schedule, displacement_loss, marginal_intermediate, nearest_intermediate
 from sbdbench.methods.learned.knn import knn_gather, knn_points
 from sbdbench.methods.learned.model import ScoreDenoiseModel
@@ -115,6 +119,40 @@ def validation_cd(model: ScoreDenoiseModel, val_set, schedule: Schedule, device:
     return total / max(1, count)
 
 
+#: what model selection scores (``--param val=...``): ``patches`` — fixed val patches at one σ through the reverse
+#: chain (:func:`validation_cd`, the default); ``clouds`` — the whole ``sbd`` method, frozen settings, on the val
+#: clouds at every σ of the protocol (:func:`cloud_validation`), which is what ``tune --split val`` scores.
+VAL_MODES = ("patches", "clouds")
+
+
+def cloud_validation(datasets, *, n_points: int = 10_000, sigmas=None, max_shapes: int = 8, device="cpu"):
+    """A ``validate(model)`` that returns the mean CD ×10⁴ of ``sbd`` (its frozen settings at each σ, run on
+    ``model``'s networks) over the val clouds of ``datasets`` at ``n_points`` and each σ of ``sigmas`` (the
+    protocol's), averaged over all (shape, σ) pairs. The inputs are exactly ``tune --split val``'s
+    (:func:`~sbdbench.methods.tuning.training_pair`: up to ``max_shapes`` shapes per dataset, seeded noise), so the
+    selected checkpoint is the one the whole pipeline scores best on val: patches at one σ miss a thin plate that
+    the second pass collapses at 3 % (docs/sbd-warm-start.md)."""
+    from sbdbench.methods.resolve import resolve_method
+    from sbdbench.methods.tuning import pick_shapes, training_pair
+    from sbdbench.metrics import chamfer
+    from sbdbench.protocol import DEFAULT_SIGMAS
+
+    sigmas = tuple(DEFAULT_SIGMAS if sigmas is None else sigmas)
+    pairs = [(sigma, training_pair(ds, shape, n_points, sigma, 0, "val"))
+             for ds in datasets if ds.shapes("val") for shape in pick_shapes(ds, max_shapes, "val") for sigma in sigmas]
+    if not pairs:
+        raise DataError("val=clouds: none of the training datasets has val shapes")
+    methods = {sigma: resolve_method("sbd", n_points, sigma, overrides={"device": str(device)}, frozen=True).method for sigma in sigmas}
+
+    def validate(model: ScoreDenoiseModel) -> float:
+        for method in methods.values():
+            method.use_networks(model)
+        return 1e4 * float(np.mean([chamfer(methods[sigma].denoise(noisy, noise_level=sigma), clean)
+                                    for sigma, (clean, noisy) in pairs]))
+
+    return validate
+
+
 @dataclass(frozen=True)
 class SBDRecipe:
     """What only SBD's recipe sets: the loss (``sbd``: the note's weighting, ``score``), the intermediate strategy
@@ -122,6 +160,7 @@ class SBDRecipe:
 
     loss: str = "sbd"
     intermediate: str = "marginal"
+    val: str = "patches"
     T: Optional[int] = None
     schedule: Optional[str] = None
     sigma_min: Optional[float] = None
@@ -134,6 +173,8 @@ class SBDRecipe:
             raise InputError(f"sbd: unknown loss {self.loss!r} (choose from {', '.join(LOSSES)})")
         if self.intermediate not in INTERMEDIATES:
             raise InputError(f"sbd: unknown intermediate strategy {self.intermediate!r} (choose from {', '.join(INTERMEDIATES)})")
+        if self.val not in VAL_MODES:
+            raise InputError(f"sbd: unknown validation {self.val!r} (choose from {', '.join(VAL_MODES)})")
         given = {"T": self.T, "schedule": self.schedule, "sigma_min": self.sigma_min, "sigma_max": self.sigma_max}
         return schedule_from_params({k: v for k, v in given.items() if v is not None})
 
@@ -159,18 +200,23 @@ def train_sbd(options: RecipeOptions, sbd: SBDRecipe = SBDRecipe(), *, log=print
         # the global torch RNG (saved in the trainer's checkpoints, so a resumed run continues the same draws)
         return sbd_batch_loss(batch, model, schedule=sched, loss=sbd.loss, intermediate=sbd.intermediate)
 
-    config = options.trainer_config(optimiser, start, loss=sbd.loss, intermediate=sbd.intermediate)
+    config = options.trainer_config(optimiser, start, loss=sbd.loss, intermediate=sbd.intermediate,
+                                    **({"val": sbd.val} if sbd.val != "patches" else {}))
     meta = {
         "method": "sbd",
         "loss": sbd.loss,
         "intermediate": sbd.intermediate,
         "schedule": sched.describe(),
         "recipe": "SBD: ScoreDenoise patches/frames on diffusion intermediates x_a^t, t ~ U{2..t*(sigma)}, val = CD of the SBD chain",
+        **({"val": sbd.val} if sbd.val != "patches" else {}),
         **data.meta(),
         **start,
     }
-    result = train(model, loss_fn, data.sampler, config, validate=lambda m: validation_cd(m, data.val_set, sched, options.device),
-                   meta=meta, log=log)
+    if sbd.val == "clouds":
+        validate = cloud_validation(data.datasets, device=options.device)
+    else:
+        validate = lambda m: validation_cd(m, data.val_set, sched, options.device)  # noqa: E731
+    result = train(model, loss_fn, data.sampler, config, validate=validate, meta=meta, log=log)
     if options.install:
         install_best(result, "sbd", log)
     return result
