@@ -2,7 +2,7 @@
 
     python scripts/val_scores.py --method sbd --sigma 3% [--param weights=official] [--n 10K] [--max-shapes 8]
 
-The inputs are exactly what ``sbdbench tune --split val`` scores (:func:`sbdbench.methods.tuning.training_pair`: the
+The inputs are exactly what ``sbdbench tune --split val`` scores (:func:`sbdbench.methods.tuning.training_case`: the
 same shapes, clouds and seeded noise), so a number here sits next to the tuning tables in docs/. Unlike ``tune`` it
 also gives the exact point-to-mesh distance and the per-shape values, and it runs methods without a tuning grid
 (``score:weights=official``). The val split is for choosing; report test results through ``sbdbench bench``.
@@ -20,9 +20,8 @@ import numpy as np
 from sbdbench.cli_options import parse_count, parse_sigma
 from sbdbench.data.dataset import open_dataset
 from sbdbench.errors import SbdbenchError
-from sbdbench.geometry import normalize_unit_sphere
 from sbdbench.methods.resolve import resolve_method
-from sbdbench.methods.tuning import pick_shapes, training_pair
+from sbdbench.methods.tuning import pick_shapes, training_case
 from sbdbench.metrics.evaluate import evaluate_shape
 
 
@@ -33,13 +32,11 @@ def val_scores(method: str, sigma: float, params: dict, *, dataset: str = "synth
     denoiser = resolve_method(method, n_points, sigma, overrides=params, frozen=True).method
     per_shape, raw, seconds = {}, [], []
     for shape in shapes:
-        clean_unit, noisy = training_pair(ds, shape, n_points, sigma, 0, "val")
-        _, center, scale = normalize_unit_sphere(ds.load_clean(shape, n_points, "val"))
-        verts, faces = ds.load_mesh(shape, "val")
+        clean_unit, noisy, verts, faces = training_case(ds, shape, n_points, sigma, 0, "val")
         start = time.perf_counter()
         out = denoiser.denoise(noisy, noise_level=sigma)
         seconds.append(time.perf_counter() - start)
-        scores = evaluate_shape(out, clean_unit, (np.asarray(verts) - center) / scale, faces)
+        scores = evaluate_shape(out, clean_unit, verts, faces)
         raw.append((scores["cd"] * 1e4, scores["p2m"] * 1e4))
         per_shape[shape] = [round(v, 3) for v in raw[-1]]
     cd, p2m = np.mean(raw, axis=0)

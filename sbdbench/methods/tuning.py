@@ -80,6 +80,19 @@ def noise_seed(shape: str, n_points: int, sigma: float, seed: int = 0) -> int:
 
 def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 0, split: str = "train"):
     """(clean unit cloud, noisy unit cloud) of a ``split`` shape (never ``test``) at N points and noise σ."""
+    unit, noisy, _, _ = _unit_pair(dataset, shape, n_points, sigma, seed, split)
+    return unit, noisy
+
+
+def training_case(dataset, shape: str, n_points: int, sigma: float, seed: int = 0, split: str = "train"):
+    """:func:`training_pair` and the shape's mesh in the same unit frame: (clean, noisy, verts, faces), for P2M."""
+    unit, noisy, center, scale = _unit_pair(dataset, shape, n_points, sigma, seed, split)
+    verts, faces = dataset.load_mesh(shape, split)
+    return unit, noisy, (np.asarray(verts, dtype=np.float64) - center) / scale, faces
+
+
+def _unit_pair(dataset, shape: str, n_points: int, sigma: float, seed: int, split: str):
+    """(clean unit cloud, noisy unit cloud, the frame's center, scale)."""
     from sbdbench.data.noise import add_noise
 
     check_split(split)
@@ -91,9 +104,9 @@ def training_pair(dataset, shape: str, n_points: int, sigma: float, seed: int = 
 
         verts, faces = dataset.load_mesh(shape, split)
         clean = sample_poisson(verts, faces, n_points, seed=noise_seed(shape, n_points, 0.0, seed))
-    unit, _, _ = normalize_unit_sphere(clean)
+    unit, center, scale = normalize_unit_sphere(clean)
     noisy = add_noise(unit, sigma, seed=noise_seed(shape, n_points, sigma, seed))
-    return unit, np.asarray(noisy, dtype=np.float64)
+    return unit, np.asarray(noisy, dtype=np.float64), center, scale
 
 
 #: the order of a frozen-settings TOML: top-level keys, then each ``[[cell]]``'s keys (:data:`~sbdbench.protocol.CELL_KEYS`).
