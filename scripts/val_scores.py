@@ -2,7 +2,7 @@
 
     python scripts/val_scores.py --method sbd --sigma 3% [--param weights=official] [--n 10K] [--max-shapes 8]
 
-The inputs are exactly what ``sbdbench tune --split val`` scores (:func:`sbdbench.methods.tuning.training_case`: the
+The inputs are exactly what ``sbdbench tune --split val`` scores (:func:`sbdbench.methods.tuning.tuning_inputs`: the
 same shapes, clouds and seeded noise), so a number here sits next to the tuning tables in docs/. Unlike ``tune`` it
 also gives the exact point-to-mesh distance and the per-shape values, and it runs methods without a tuning grid
 (``score:weights=official``). The val split is for choosing; report test results through ``sbdbench bench``.
@@ -21,18 +21,17 @@ from sbdbench.cli_options import parse_count, parse_sigma
 from sbdbench.data.dataset import open_dataset
 from sbdbench.errors import SbdbenchError
 from sbdbench.methods.resolve import resolve_method
-from sbdbench.methods.tuning import pick_shapes, training_case
+from sbdbench.methods.tuning import tuning_inputs
 from sbdbench.metrics.evaluate import evaluate_shape
 
 
 def val_scores(method: str, sigma: float, params: dict, *, dataset: str = "synth", n_points: int = 10_000,
                max_shapes: int = 8) -> dict:
     ds = open_dataset(dataset)
-    shapes = pick_shapes(ds, max_shapes, "val")
     denoiser = resolve_method(method, n_points, sigma, overrides=params, frozen=True).method
     per_shape, raw, seconds = {}, [], []
-    for shape in shapes:
-        clean_unit, noisy, verts, faces = training_case(ds, shape, n_points, sigma, 0, "val")
+    for shape, (clean_unit, noisy, verts, faces) in tuning_inputs(ds, n_points, sigma, max_shapes, split="val",
+                                                                  meshes=True).items():
         start = time.perf_counter()
         out = denoiser.denoise(noisy, noise_level=sigma)
         seconds.append(time.perf_counter() - start)

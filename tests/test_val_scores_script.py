@@ -39,3 +39,17 @@ def test_bad_sigma_is_one_line(tiny_synth, monkeypatch):
     monkeypatch.setenv("SBDBENCH_HOME", str(tiny_synth.root.parent))
     run = subprocess.run([sys.executable, str(SCRIPT), "--method", "pca", "--sigma", "5x"], capture_output=True, text=True)
     assert run.returncode != 0 and run.stderr.strip().startswith("error:") and "Traceback" not in run.stderr
+
+
+def test_tuning_inputs_put_the_mesh_in_the_clouds_frame(tiny_synth):
+    from sbdbench.methods.tuning import tuning_inputs
+    from sbdbench.metrics import point_to_mesh_distances
+
+    pairs = tuning_inputs(tiny_synth, 1000, 0.02, 8, split="val")
+    cases = tuning_inputs(tiny_synth, 1000, 0.02, 8, split="val", meshes=True)
+    assert list(pairs) == list(cases) == pick_shapes(tiny_synth, 8, "val")
+    for shape, (clean, noisy, verts, faces) in cases.items():
+        np.testing.assert_array_equal(noisy, pairs[shape][1])
+        on_mesh = np.sqrt(point_to_mesh_distances(clean, verts, faces))  # the clean cloud lies on its mesh ...
+        off_mesh = np.sqrt(point_to_mesh_distances(noisy, verts, faces))  # ... the noisy one ~σ off it
+        assert on_mesh.max() < 1e-4 and 0.5 * 0.02 < np.median(off_mesh) < 2 * 0.02

@@ -91,6 +91,15 @@ def training_case(dataset, shape: str, n_points: int, sigma: float, seed: int = 
     return unit, noisy, (np.asarray(verts, dtype=np.float64) - center) / scale, faces
 
 
+def tuning_inputs(dataset, n_points: int, sigma: float, max_shapes: int, *, seed: int = 0, split: str = "train",
+                  meshes: bool = False) -> Dict[str, tuple]:
+    """What ``tune --split SPLIT`` scores at one (N, σ) cell, shape by shape: the :func:`pick_shapes` subset of
+    ``max_shapes``, each as :func:`training_pair` (clean, noisy) or, with ``meshes``, :func:`training_case`
+    (clean, noisy, verts, faces). The one place that says which inputs tuning and val selection see."""
+    make = training_case if meshes else training_pair
+    return {shape: make(dataset, shape, n_points, sigma, seed, split) for shape in pick_shapes(dataset, max_shapes, split)}
+
+
 def _unit_pair(dataset, shape: str, n_points: int, sigma: float, seed: int, split: str):
     """(clean unit cloud, noisy unit cloud, the frame's center, scale)."""
     from sbdbench.data.noise import add_noise
@@ -217,7 +226,7 @@ def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, An
     points = grid_points(searched)
     doc["cell"] = _kept_cells(config, out)
     for n_points in config.resolutions:
-        shapes = pick_shapes(ds, config.max_shapes if n_points <= LARGE_N else config.max_shapes_large, config.split)
+        count = config.max_shapes if n_points <= LARGE_N else config.max_shapes_large
         for sigma in config.sigmas:
             held = dict(fixed)
             if config.refine_keys:
@@ -225,7 +234,8 @@ def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, An
 
                 base = nearest_cell(base_cells, n_points, sigma)
                 held.update({k: v for k, v in (base.params or {}).items() if k not in config.refine_keys})
-            cell, chosen_text = _tune_cell(config, ds, shapes, n_points, sigma, held, points, log)
+            inputs = tuning_inputs(ds, n_points, sigma, count, seed=config.seed, split=config.split)
+            cell, chosen_text = _tune_cell(config, inputs, n_points, sigma, held, points, log)
             cell.searched = list(searched)
             doc["cell"] = sorted(doc["cell"] + [cell], key=lambda c: (int(c.n_points), float(c.sigma)))
             atomic_write_text(out, settings_toml(doc))
@@ -307,14 +317,15 @@ def _kept_cells(config: TuneConfig, out: Path) -> List[TunedCell]:
     return [c for c in cells if c.key not in planned]
 
 
-def _tune_cell(config: TuneConfig, ds, shapes, n_points: int, sigma: float, held, points, log) -> Tuple[TunedCell, str]:
-    """Every grid point on the cell's shapes → (the tuned cell, what was chosen in words for the log line)."""
+def _tune_cell(config: TuneConfig, inputs, n_points: int, sigma: float, held, points, log) -> Tuple[TunedCell, str]:
+    """Every grid point on the cell's inputs ({shape: (clean, noisy)}) → (the tuned cell, what was chosen in words
+    for the log line)."""
     import time
 
     from sbdbench.methods.resolve import resolve_method
     from sbdbench.metrics import chamfer
 
-    pairs = [training_pair(ds, s, n_points, sigma, config.seed, config.split) for s in shapes]
+    shapes, pairs = list(inputs), list(inputs.values())
     noisy_cd = float(np.mean([chamfer(noisy, clean) for clean, noisy in pairs]))
     trials = []
     t_cell = time.perf_counter()

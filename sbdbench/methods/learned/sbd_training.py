@@ -129,17 +129,17 @@ def cloud_validation(datasets, *, n_points: int = 10_000, sigmas=None, max_shape
     """A ``validate(model)`` that returns the mean CD ×10⁴ of ``sbd`` (its frozen settings at each σ, run on
     ``model``'s networks) over the val clouds of ``datasets`` at ``n_points`` and each σ of ``sigmas`` (the
     protocol's), averaged over all (shape, σ) pairs. The inputs are exactly ``tune --split val``'s
-    (:func:`~sbdbench.methods.tuning.training_pair`: up to ``max_shapes`` shapes per dataset, seeded noise), so the
+    (:func:`~sbdbench.methods.tuning.tuning_inputs`: up to ``max_shapes`` shapes per dataset, seeded noise), so the
     selected checkpoint is the one the whole pipeline scores best on val: patches at one σ miss a thin plate that
     the second pass collapses at 3 % (docs/sbd-warm-start.md)."""
     from sbdbench.methods.resolve import resolve_method
-    from sbdbench.methods.tuning import pick_shapes, training_pair
+    from sbdbench.methods.tuning import tuning_inputs
     from sbdbench.metrics import chamfer
     from sbdbench.protocol import DEFAULT_SIGMAS
 
     sigmas = tuple(DEFAULT_SIGMAS if sigmas is None else sigmas)
-    pairs = [(sigma, training_pair(ds, shape, n_points, sigma, 0, "val"))
-             for ds in datasets if ds.shapes("val") for shape in pick_shapes(ds, max_shapes, "val") for sigma in sigmas]
+    pairs = [(sigma, pair) for ds in datasets if ds.shapes("val") for sigma in sigmas
+             for pair in tuning_inputs(ds, n_points, sigma, max_shapes, split="val").values()]
     if not pairs:
         raise DataError("val=clouds: none of the training datasets has val shapes")
     methods = {sigma: resolve_method("sbd", n_points, sigma, overrides={"device": str(device)}, frozen=True).method for sigma in sigmas}
