@@ -54,8 +54,38 @@ def project_onto_height_fit(x: np.ndarray, nb_idx: np.ndarray, origin: np.ndarra
     return origin + c00[:, None] * frame[:, :, 0]
 
 
+class HeightFitSmoother(Denoiser):
+    """What jet and MLS share: ``iterations`` k-NN passes (k from ``radius_scale``/``k``, at least the polynomial's
+    coefficient count) in which ``_move`` puts each point onto a degree-``degree`` height fit of its neighbours.
+    A subclass sets the parameters and ``_move`` (:func:`knn_pass`'s ``move``). Not a registered method."""
+
+    radius_scale: float
+    k: Optional[int]
+    degree: int
+    iterations: int
+
+    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
+        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
+        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), chunked=True)
+
+    def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
+        n_coef = (self.degree + 1) * (self.degree + 2) // 2
+        if len(points) < n_coef + 1:
+            return points
+        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
+        return in_spatial_order(lambda x: self._passes(x, max(k, n_coef)), points)
+
+    def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
+        for _ in metered_steps(range(self.iterations)):
+            x = knn_pass(x, k, self._move)
+        return x
+
+    def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
 @register
-class Jet(Denoiser):
+class Jet(HeightFitSmoother):
     """Jet smoothing: fit a degree-``degree`` height polynomial in the PCA frame of each k-NN
     neighbourhood (the point included, frame origin at the point) and move the point to the
     polynomial's value above it. Matches CGAL's ``jet_smooth_point_set`` (degree_fitting = degree,
@@ -89,22 +119,6 @@ class Jet(Denoiser):
         n_coef = (self.degree + 1) * (self.degree + 2) // 2
         check_int("k", self.k, minimum=n_coef, allow_none=True)
         check_int("iterations", self.iterations, minimum=1)
-
-    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
-        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
-        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), chunked=True)
-
-    def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
-        n_coef = (self.degree + 1) * (self.degree + 2) // 2
-        if len(points) < n_coef + 1:
-            return points
-        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
-        return in_spatial_order(lambda x: self._passes(x, max(k, n_coef)), points)
-
-    def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
-        for _ in metered_steps(range(self.iterations)):
-            x = knn_pass(x, k, self._move)
-        return x
 
     def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
         """The chunk's points moved onto their jets (:func:`knn_pass`'s ``move``)."""

@@ -12,15 +12,13 @@ from typing import Optional
 
 import numpy as np
 
-from sbdbench.methods.base import Denoiser, register
-from sbdbench.methods.classical._common import (check_float, check_int, in_spatial_order, knn_block_settings, knn_pass,
-                                                  local_frames, neighbourhood, sample_centres)
-from sbdbench.methods.classical.jet import project_onto_height_fit
-from sbdbench.methods.meter import metered_steps
+from sbdbench.methods.base import register
+from sbdbench.methods.classical._common import check_float, check_int, local_frames
+from sbdbench.methods.classical.jet import HeightFitSmoother, project_onto_height_fit
 
 
 @register
-class MLS(Denoiser):
+class MLS(HeightFitSmoother):
     """Polynomial MLS projection with Gaussian weights.
 
     Args:
@@ -55,22 +53,6 @@ class MLS(Denoiser):
 
             raise InputError(f"parameter degree must be 1, 2 or 3, got {self.degree}")
         check_int("iterations", self.iterations, minimum=1)
-
-    def block_settings(self, unit_points: np.ndarray, noise_level: Optional[float]):
-        """k and σ of the whole cloud; each of the ``iterations`` passes reaches one k-neighbourhood further."""
-        return knn_block_settings(self, unit_points, noise_level, hops=int(self.iterations), chunked=True)
-
-    def _denoise_unit(self, points: np.ndarray, noise_level: Optional[float]) -> np.ndarray:
-        n_coef = (self.degree + 1) * (self.degree + 2) // 2
-        if len(points) < n_coef + 1:
-            return points
-        k, _, _ = neighbourhood(points, noise_level, self.radius_scale, self.k, centres=sample_centres(len(points)))
-        return in_spatial_order(lambda x: self._passes(x, max(k, n_coef)), points)
-
-    def _passes(self, x: np.ndarray, k: int) -> np.ndarray:
-        for _ in metered_steps(range(self.iterations)):
-            x = knn_pass(x, k, self._move)
-        return x
 
     def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
         """The chunk's points moved onto their weighted height fits (:func:`knn_pass`'s ``move``)."""
