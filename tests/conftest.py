@@ -47,3 +47,13 @@ def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_synth") / "home" / "data"
     return build_synth_dataset(root, resolutions=(1000, 2000), noise_levels=(0.01, 0.02),
                                shapes=("sphere", "cube", "torus"), n_train=3, n_val=2, progress=False, workers=1)
+
+
+@pytest.fixture()
+def registered_synth(tiny_synth, tmp_path_factory, monkeypatch):
+    """:func:`tiny_synth` registered by name in a fresh, private ``$SBDBENCH_HOME`` (for CLI runs that write there)."""
+    from sbdbench.data.dataset import register_dataset
+
+    monkeypatch.setenv("SBDBENCH_HOME", str(tmp_path_factory.mktemp("home")))
+    register_dataset(tiny_synth.name, tiny_synth.root)
+    return tiny_synth

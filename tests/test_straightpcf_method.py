@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cli_checks import check_bench_and_tune_on_val, check_run_and_denoise
 from http_fixtures import LoopbackServer, sha256, url_map
 from sbdbench.cli import main
 from sbdbench.data.sources import fetch
@@ -174,41 +175,12 @@ def test_fetch_cvm_card_from_a_local_file(sbd_home, tmp_path):
 
 
 # --- CLI on the tiny synth dataset ----------------------------------------------------------------
-@pytest.fixture()
-def synth(tiny_synth, tmp_path_factory, monkeypatch):
-    from sbdbench.data.dataset import register_dataset
-
-    monkeypatch.setenv("SBDBENCH_HOME", str(tmp_path_factory.mktemp("home")))
-    register_dataset(tiny_synth.name, tiny_synth.root)
-    return tiny_synth
+SMALL_PATCHES = {"patch_size": 40, "seed_k": 1}
 
 
-def _invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+def test_cli_run_and_denoise(registered_synth, weights, tmp_path):
+    check_run_and_denoise("straightpcf", registered_synth, {"weights": weights, **SMALL_PATCHES}, tmp_path)
 
 
-def _params(weights):
-    return ["--param", f"weights={weights}", "--param", "patch_size=40", "--param", "seed_k=1"]
-
-
-def test_cli_run_and_denoise(synth, weights, tmp_path):
-    res = _invoke("run", "--method", "straightpcf", "--dataset", synth.name, "--resolutions", 1000, "--sigmas", 0.02,
-                  *_params(weights), "--out", tmp_path / "run")
-    assert res.exit_code == 0, res.output
-    assert sorted(p.stem for p in (tmp_path / "run").rglob("*.xyz")) == synth.shapes("test")
-    src, dst = tmp_path / "in.xyz", tmp_path / "out.xyz"
-    np.savetxt(src, noisy_sphere(300))
-    res = _invoke("denoise", src, dst, "--method", "straightpcf", *_params(weights))
-    assert res.exit_code == 0, res.output
-    assert np.loadtxt(dst).shape == (300, 3)
-
-
-def test_cli_bench_and_tune_on_val(synth, weights, tmp_path):
-    spec = f"straightpcf:weights={weights}:patch_size=40:seed_k=1"
-    res = _invoke("bench", "--methods", spec, "--datasets", synth.name, "--resolutions", 1000, "--sigmas", "2%")
-    assert res.exit_code == 0, res.output
-    out = tmp_path / "baselines" / "straightpcf.toml"
-    res = _invoke("tune", "--method", "straightpcf", "--dataset", synth.name, "--split", "val", "--resolutions", 1000,
-                  "--sigmas", 0.02, "--max-shapes", 1, *_params(weights), "--out", out)
-    assert res.exit_code == 0, res.output
-    assert out.is_file() and "niters" in out.read_text()
+def test_cli_bench_and_tune_on_val(registered_synth, weights, tmp_path):
+    check_bench_and_tune_on_val("straightpcf", registered_synth, {"weights": weights, **SMALL_PATCHES}, tmp_path)
