@@ -99,7 +99,7 @@ def test_missing_official_weights_say_what_to_fetch(sbd_home):
     ({"niters": 0}, "niters must be an integer ≥ 1"),
     ({"modules": 5}, r"modules must be an integer in \[1, 4\]"),
     ({"patch_size": 16}, "patch_size must be an integer ≥ 33"),
-    ({"seed_k": -1}, "seed_k must be a number > 0"),
+    ({"seed_k": -1}, "seed_k must be a finite number > 0"),
     ({"device": "nope"}, "cannot use device 'nope'"),
 ])
 def test_bad_parameters_are_one_line_input_errors(weights, params, match):

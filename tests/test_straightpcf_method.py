@@ -98,8 +98,8 @@ def test_missing_official_weights_say_what_to_fetch(sbd_home, weights, card):
 @pytest.mark.parametrize("params, match", [
     ({"niters": 0}, "niters must be an integer ≥ 1"),
     ({"patch_size": 16}, "patch_size must be an integer ≥ 33"),
-    ({"seed_k": -1}, "seed_k must be a number ≥"),
-    ({"memory_mb": "x"}, "memory_mb must be a number"),
+    ({"seed_k": -1}, "seed_k must be a finite number > 0"),
+    ({"memory_mb": "x"}, "memory_mb must be a finite number"),
     ({"device": "nope"}, "cannot use device 'nope'"),
 ])
 def test_bad_parameters_are_one_line_input_errors(weights, params, match):

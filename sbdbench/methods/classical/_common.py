@@ -20,7 +20,6 @@ from typing import Callable, Iterator, Optional, Tuple
 import numpy as np
 from scipy.spatial import cKDTree
 
-from sbdbench.errors import InputError
 from sbdbench.methods.meter import batch_done
 from sbdbench.methods.noise_level import estimate_noise_level
 
@@ -254,25 +253,8 @@ def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float],
     return BlockSettings(fixed, margin, bytes_factor * knn_bytes_per_point(fixed, points, k), sigma)
 
 
-# --- parameter checks (constructors store values as given; these run at denoise time) -------------
-def check_int(name: str, value, minimum: int = 0, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"parameter {name} must be an integer ≥ {minimum}, got {value!r}")
-
-
-def check_float(name: str, value, minimum: float = 0.0, strict: bool = True, allow_none: bool = False, maximum: float | None = None) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > minimum if strict else value >= minimum
-    if ok and maximum is not None:
-        ok = value <= maximum
-    if not ok:
-        rng = f"{'>' if strict else '≥'} {minimum}" + (f" and ≤ {maximum}" if maximum is not None else "")
-        raise InputError(f"parameter {name} must be a finite number {rng}, got {value!r}")
+# --- parameter checks: one module for every method (re-exported here for the classical filters) -------------
+from sbdbench.methods.param_checks import check_float, check_int  # noqa: E402,F401
 
 
 def too_small(points: np.ndarray, minimum: int, name: str) -> bool:

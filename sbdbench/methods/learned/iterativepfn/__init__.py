@@ -44,6 +44,7 @@ from sbdbench.methods.learned.iterativepfn.network import FRAME_KNN, NUM_MODULES
 from sbdbench.methods.learned.iterativepfn.stitching import denoise_pass
 from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_settings, patches_per_batch
 from sbdbench.methods.meter import metered_steps
+from sbdbench.methods.param_checks import check_float, check_int
 
 #: where ``weights=official`` is installed by ``sbdbench fetch iterativepfn-official``.
 OFFICIAL_FILE = "iterativepfn-denoisenet-ep-99.ckpt"
@@ -85,21 +86,13 @@ class IterativePFN(WeightsDigestMixin, Denoiser):
         self.memory_mb = memory_mb
 
     def _check_params(self) -> None:
-        def positive_int(name, value, low=1, high=None):
-            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-            if not ok:
-                bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer ≥ {low}"
-                raise InputError(f"iterativepfn: {name} must be {bound}, got {value!r}")
-
         if self.niters is not None:
-            positive_int("niters", self.niters)
+            check_int("niters", self.niters, 1, method="iterativepfn")
         if self.modules is not None:
-            positive_int("modules", self.modules, 1, NUM_MODULES)
-        positive_int("patch_size", self.patch_size, FRAME_KNN + 1)
+            check_int("modules", self.modules, 1, maximum=NUM_MODULES, method="iterativepfn")
+        check_int("patch_size", self.patch_size, FRAME_KNN + 1, method="iterativepfn")
         for name in ("seed_k", "memory_mb"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value) or value <= 0:
-                raise InputError(f"iterativepfn: {name} must be a number > 0, got {value!r}")
+            check_float(name, getattr(self, name), method="iterativepfn")
 
     #: patches are stitched 1:1 (output i is input i moved): each core point of a block keeps its own output
     block_merge = "own"

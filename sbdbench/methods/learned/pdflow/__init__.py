@@ -57,6 +57,7 @@ from sbdbench.methods.learned.patches import (PATCH_BYTES_PER_POINT, batch_slice
 from sbdbench.methods.learned.pdflow.network import AUG_CHANNEL, PDFlowNet
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.meter import metered_span, metered_steps
+from sbdbench.methods.param_checks import check_float, check_int
 
 register_official("pdflow", "pdflow-official", "pdflow-score-LCC.pt")
 
@@ -162,20 +163,15 @@ class PDFlow(WeightsDigestMixin, Denoiser):
         self.memory_mb = memory_mb
 
     def _check_params(self) -> None:
-        def positive_int(name, value):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"pdflow: {name} must be an integer ≥ 1, got {value!r}")
         if self.niters is not None:
-            positive_int("niters", self.niters)
-        positive_int("patch_size", self.patch_size)
+            check_int("niters", self.niters, 1, method="pdflow")
+        check_int("patch_size", self.patch_size, 1, method="pdflow")
         if self.patch_size < _MIN_POINTS:
             raise InputError(f"pdflow: patch_size must be ≥ {_MIN_POINTS} (its kNN graphs use 32 neighbours), got {self.patch_size}")
         if self.first_iter_partition not in (None, True, False):
             raise InputError(f"pdflow: first_iter_partition must be true, false or unset, got {self.first_iter_partition!r}")
         for name in ("seed_k", "memory_mb"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value <= 0:
-                raise InputError(f"pdflow: {name} must be a number > 0, got {value!r}")
+            check_float(name, getattr(self, name), method="pdflow")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise InputError(f"pdflow: seed must be an integer, got {self.seed!r}")
 

@@ -47,6 +47,7 @@ from sbdbench.methods.learned.patches import PATCH_BYTES_PER_POINT, patch_block_
 from sbdbench.methods.learned.score import estimate_noise_level
 from sbdbench.methods.learned.straightpcf.flow import build_network, denoise_pass
 from sbdbench.methods.meter import metered_steps
+from sbdbench.methods.param_checks import check_float, check_int
 from sbdbench.paths import home
 
 register_official("straightpcf", "straightpcf-official", "straightpcf-official.pt")
@@ -114,16 +115,11 @@ class StraightPCFDenoiser(WeightsDigestMixin, Denoiser):
         return None
 
     def _check_params(self) -> None:
-        def check(name, value, low, integer):
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not value >= low:
-                raise InputError(f"straightpcf: {name} must be {'an integer' if integer else 'a number'} ≥ {low}, got {value!r}")
-
         if self.niters is not None:
-            check("niters", self.niters, 1, True)
-        check("patch_size", self.patch_size, MIN_POINTS, True)
-        check("seed_k", self.seed_k, 1e-9, False)
-        check("memory_mb", self.memory_mb, 1e-9, False)
+            check_int("niters", self.niters, 1, method="straightpcf")
+        check_int("patch_size", self.patch_size, MIN_POINTS, method="straightpcf")
+        for name in ("seed_k", "memory_mb"):
+            check_float(name, getattr(self, name), method="straightpcf")
 
     #: patches are stitched 1:1 (output i is input i moved): each core point of a block keeps its own output
     block_merge = "own"
