@@ -183,3 +183,20 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     version = sqlite3.connect(db).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     assert int(version) == store_mod.SCHEMA_VERSION
 
+
+
+def test_immediate_transaction_commits_rolls_back_and_respects_an_early_rollback(tmp_path):
+    from sbdbench.bench.store import immediate_transaction
+
+    conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (x INTEGER)")
+    with immediate_transaction(conn):
+        conn.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(RuntimeError):
+        with immediate_transaction(conn):
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("interrupted")
+    with immediate_transaction(conn):
+        conn.execute("INSERT INTO t VALUES (3)")
+        conn.execute("ROLLBACK")  # the body decided not to write
+    assert [r[0] for r in conn.execute("SELECT x FROM t")] == [1] and not conn.in_transaction

@@ -24,10 +24,11 @@ import math
 import os
 import socket
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Set, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Set, Union
 
 from sbdbench.errors import DataError, SbdbenchError
 from sbdbench.protocol import METRICS, ShapeRecord
@@ -228,16 +229,11 @@ class ResultsStore:
                 raise DataError(f"results database {self.path}: cannot switch to WAL mode (got {mode}); is it on a network filesystem?")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(conn):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 _migrate(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if version is None or int(version[0]) != SCHEMA_VERSION:
                 raise DataError(f"results database {self.path} has schema version {version[0] if version else '?'}; "
@@ -324,8 +320,7 @@ class ResultsStore:
             raise SbdbenchError(f"{cell.label}: no per-shape records to store")
         rows = [_shape_row(cell, rec) for rec in records]
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(conn):
             existing = conn.execute("SELECT run_id FROM runs WHERE cell_key = ? AND status = 'finished'", (cell.key,)).fetchone()
             if existing is not None:
                 if not replace:
@@ -339,27 +334,29 @@ class ResultsStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, *row) for row in rows],
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return run_id
 
     def record_failed(self, cell, error: str, *, info: RunInfo, attempts: int, started_at: str,
                       finished_at: Optional[str] = None, seconds: float = 0.0) -> int:
         """Store a failed cell with its error text (no shape rows). A later bench retries it."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            run_id = self._insert_run(cell, "failed", info=info, attempts=attempts, started_at=started_at,
-                                      finished_at=finished_at or utc_now(), seconds=seconds, error=str(error))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return run_id
+        with immediate_transaction(self._conn):
+            return self._insert_run(cell, "failed", info=info, attempts=attempts, started_at=started_at,
+                                    finished_at=finished_at or utc_now(), seconds=seconds, error=str(error))
+
+
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock, waiting on the busy timeout) … ``COMMIT``; any exception rolls back and
+    propagates. A body that ends the transaction itself (an early ``ROLLBACK``) is left as it is."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if conn.in_transaction:
+        conn.execute("COMMIT")
 
 
 def open_store(path: str | os.PathLike | None = None, *, create: bool = True) -> ResultsStore:
