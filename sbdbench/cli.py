@@ -112,7 +112,7 @@ def parse_value_lists(items: Sequence[str]) -> dict:
 @click.option("--sampler", type=click.Choice(["poisson", "poisson_pcu", "uniform"]), default="poisson", show_default=True,
               help="With --meshes: how clean clouds are sampled (folders keep ScoreDenoise's '<N>_poisson' name; the manifest records the sampler).")
 @click.option("--shapes", default=None, help="synth only: a comma-separated subset of the 18 test shapes.")
-@click.option("--no-train", is_flag=True, help="synth only: skip the 40 train + 6 val shapes.")
+@click.option("--no-train", is_flag=True, help="synth only: skip the 40 train + 18 val shapes.")
 @click.option("--force", is_flag=True, help="Rebuild even if an intact build holding everything asked for exists.")
 @click.option("--workers", type=int, default=None, help="Worker processes (default min(2, CPUs)).")
 @quiet_option()

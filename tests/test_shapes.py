@@ -79,8 +79,10 @@ def test_shapes_are_byte_deterministic(name, test_meshes):
 
 
 def test_family_never_repeats_a_test_shape_and_is_deterministic():
-    train, val = family_specs("train", 40, 1), family_specs("val", 6, 1)
-    assert len(train) == 40 and len(val) == 6
+    from sbdbench.data.synth import N_TRAIN, N_VAL
+
+    train, val = family_specs("train", N_TRAIN, 1), family_specs("val", N_VAL, 1)
+    assert len(train) == 40 and len(val) == 18
     assert not {s.name for s in train} & {s.name for s in val}
     assert not {s.name for s in train} & set(TEST_SHAPES)
     test_params = [s.params for s in TEST_SHAPES.values()]
@@ -90,6 +92,9 @@ def test_family_never_repeats_a_test_shape_and_is_deterministic():
     # every recipe of the test suite appears in training, with the template's category
     assert {s.name.rsplit("_", 1)[0] for s in train} == set(TEST_SHAPES)
     assert all(s.category == TEST_SHAPES[s.name.rsplit("_", 1)[0]].category for s in train)
+    # model selection sees every kind of test shape too (synth-v2), and v1's six val shapes are unchanged
+    assert {s.name.rsplit("_", 1)[0] for s in val} == set(TEST_SHAPES)
+    assert [(s.name, s.params) for s in family_specs("val", 6, 1)] == [(s.name, s.params) for s in val[:6]]
 
 
 @pytest.mark.parametrize("index", [0, 6, 8, 11, 14, 17, 20, 30])

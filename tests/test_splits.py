@@ -74,7 +74,7 @@ def test_manifest_content(tiny_synth):
                if p.is_file() and p.name != "manifest.json" and not p.name.startswith(".")}
     assert set(m["files"]) == on_disk
     assert m["libraries"]["numpy"] == np.__version__ and "seeds" in m["shapes"]["cube"]
-    assert m["version"] == "synth-v1" and "licence" in m and "citation" in m
+    assert m["version"] == "synth-v2" and "licence" in m and "citation" in m
 
 
 def test_two_builds_are_byte_identical(tmp_path):
