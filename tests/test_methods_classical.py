@@ -194,3 +194,14 @@ def test_committed_baselines_name_real_parameters():
         for cell in data.get("cell", []):
             assert set(cell["params"]) <= set(cls._param_names()), path
             cls(**cell["params"])._check_params()
+
+
+def test_height_fit_smoother_needs_a_move():
+    """jet and MLS share the k-NN passes; a subclass without ``_move`` cannot be built."""
+    from sbdbench.methods.classical.jet import HeightFitSmoother
+
+    class NoMove(HeightFitSmoother):
+        pass
+
+    with pytest.raises(TypeError, match="_move"):
+        NoMove()

@@ -22,6 +22,7 @@ from scipy.spatial import cKDTree
 
 from sbdbench.methods.meter import batch_done
 from sbdbench.methods.noise_level import estimate_noise_level
+from sbdbench.methods.param_checks import check_float, check_int  # noqa: F401  (re-exported for the classical filters)
 
 #: neighbourhood sizes are clipped to this range (a quadric fit needs ≥ 6; memory bounds the top).
 K_MIN, K_MAX = 8, 200
@@ -251,10 +252,6 @@ def knn_block_settings(method, points: np.ndarray, noise_level: Optional[float],
     if chunked:
         return BlockSettings(fixed, margin, CHUNKED_BYTES_PER_POINT, sigma, fixed_mb=chunked_knn_mb(k))
     return BlockSettings(fixed, margin, bytes_factor * knn_bytes_per_point(fixed, points, k), sigma)
-
-
-# --- parameter checks: one module for every method (re-exported here for the classical filters) -------------
-from sbdbench.methods.param_checks import check_float, check_int  # noqa: E402,F401
 
 
 def too_small(points: np.ndarray, minimum: int, name: str) -> bool:

@@ -6,6 +6,7 @@ neighbourhood and move the point onto it: p' = p + J(0, 0) · n.
 
 from __future__ import annotations
 
+import abc
 from typing import Optional
 
 import numpy as np
@@ -54,7 +55,7 @@ def project_onto_height_fit(x: np.ndarray, nb_idx: np.ndarray, origin: np.ndarra
     return origin + c00[:, None] * frame[:, :, 0]
 
 
-class HeightFitSmoother(Denoiser):
+class HeightFitSmoother(Denoiser, abc.ABC):
     """What jet and MLS share: ``iterations`` k-NN passes (k from ``radius_scale``/``k``, at least the polynomial's
     coefficient count) in which ``_move`` puts each point onto a degree-``degree`` height fit of its neighbours.
     A subclass sets the parameters and ``_move`` (:func:`knn_pass`'s ``move``). Not a registered method."""
@@ -80,8 +81,9 @@ class HeightFitSmoother(Denoiser):
             x = knn_pass(x, k, self._move)
         return x
 
+    @abc.abstractmethod
     def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """New positions of ``x[rows]`` from their neighbours ``x[nb_idx]`` at distances ``dist``: (R, 3)."""
 
 
 @register
