@@ -83,7 +83,7 @@ class HeightFitSmoother(Denoiser, abc.ABC):
 
     @abc.abstractmethod
     def _move(self, x: np.ndarray, rows: slice, dist: np.ndarray, nb_idx: np.ndarray) -> np.ndarray:
-        """New positions of ``x[rows]`` from their neighbours ``x[nb_idx]`` at distances ``dist``: (R, 3)."""
+        """New positions of ``x[rows]``, (M, 3): :func:`knn_pass`'s ``move`` (``dist`` (M, k), ``nb_idx`` (M, k + 1), own row first)."""
 
 
 @register
