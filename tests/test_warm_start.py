@@ -166,19 +166,41 @@ def test_fine_tuning_keeps_the_batch_norm_statistics_of_the_start(tiny_home):
     assert not torch.equal(free["score_net.blocks.0.bn_0.running_mean"], start.score_net.blocks[0].bn_0.running_mean)
 
 
+RELEASE_SHA256 = "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
+
+
 def test_shipped_sbd_weights_state_their_provenance_and_licence():
     from sbdbench.methods.learned.checkpoint import PACKAGE_WEIGHTS_DIR, resolve_weights
     from sbdbench.methods.learned.sbd import SBD
+    from sbdbench.paths import sha256_file
 
     _, meta = load_checkpoint(resolve_weights("project", method="sbd"))
-    assert meta["init"] == "official" and meta["init_sha256"] == "d8aa53cfc92161581199170bce6e326b29f70208cc0c4dfe929f87aeeef365bc"
-    assert meta["config"]["freeze_norm"] is True and meta["val"] < 1.48198  # better on val than the start (iteration 0)
+    mix = meta["interpolation"]  # the default: 0.25 × the fine-tune + 0.75 × the release
+    assert mix["alpha"] == 0.25 and mix["start_sha256"] == RELEASE_SHA256
+    assert mix["finetuned_sha256"] == sha256_file(resolve_weights("finetune", method="sbd"))
+    _, tuned = load_checkpoint(resolve_weights("finetune", method="sbd"))
+    assert tuned["init"] == "official" and tuned["init_sha256"] == RELEASE_SHA256
+    assert tuned["config"]["freeze_norm"] is True and tuned["val"] < 1.48198  # better on val than the start (iteration 0)
+    assert meta["init_sha256"] == RELEASE_SHA256  # the interpolation keeps the fine-tune's provenance
     notice = (PACKAGE_WEIGHTS_DIR / "LICENSE-score-denoise").read_text(encoding="utf-8")
-    assert "MIT License" in notice and "Shitong Luo" in notice and "sbd_project.pt" in notice
+    assert "MIT License" in notice and "Shitong Luo" in notice
+    assert "sbd_project.pt" in notice and "sbd_finetune.pt" in notice
     _, scratch = load_checkpoint(resolve_weights("scratch", method="sbd"))
     assert "init" not in scratch and scratch["iteration"] == 5300  # the from-scratch weights stay reachable
     lines = SBD.shipped_weights()
-    assert "MIT licence" in lines["project"] and "random weights" in lines["scratch"]
+    assert "WiSE-FT" in lines["project"] and "MIT licence" in lines["project"]
+    assert "MIT licence" in lines["finetune"] and "random weights" in lines["scratch"]
+
+
+def test_shipped_default_is_the_stated_interpolation_of_the_release(reference_dir):
+    from sbdbench.methods.learned.checkpoint import resolve_weights
+    from sbdbench.methods.learned.interpolation import interpolate_states
+
+    shipped, meta = load_checkpoint(resolve_weights("project", method="sbd"))
+    tuned, _ = load_checkpoint(resolve_weights("finetune", method="sbd"))
+    release, _ = load_checkpoint(reference_dir / "score-denoise" / "ckpt.pt")
+    again = interpolate_states(tuned, release, meta["interpolation"]["alpha"])
+    assert set(again) == set(shipped) and all(torch.equal(again[k], shipped[k]) for k in shipped)
 
 
 def test_cloud_validation_scores_the_whole_method_on_the_val_clouds(tiny_synth, monkeypatch):
@@ -194,7 +216,7 @@ def test_cloud_validation_scores_the_whole_method_on_the_val_clouds(tiny_synth, 
     monkeypatch.setenv("SBDBENCH_HOME", str(tiny_synth.root.parent))
     model, _ = load_sbd_model("project")
     got = cloud_validation([tiny_synth], n_points=1000, sigmas=(0.02,))(model)
-    method = resolve_method("sbd", 1000, 0.02, frozen=True).method  # loads sbdbench/weights/sbd_project.pt itself
+    method = resolve_method("sbd", 1000, 0.02, frozen=True).method  # loads sbdbench/weights/sbd_project.pt (the default) itself
     pairs = [training_pair(tiny_synth, s, 1000, 0.02, 0, "val") for s in pick_shapes(tiny_synth, 8, "val")]
     expected = 1e4 * np.mean([chamfer(method.denoise(noisy, noise_level=0.02), clean) for clean, noisy in pairs])
     noisy_cd = 1e4 * np.mean([chamfer(noisy, clean) for clean, noisy in pairs])

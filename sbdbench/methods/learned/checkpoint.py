@@ -48,13 +48,14 @@ def register_official(method: str, fetch: str, file: str) -> None:
 def official_weights_path(method: str = "score") -> Path:
     """Where ``sbdbench fetch <card>`` puts ``method``'s released checkpoint."""
     if method not in OFFICIAL:
-        raise InputError(f"{method!r} has no released weights (weights must be 'project' or a path to a checkpoint)")
+        raise InputError(f"{method!r} has no released weights (weights must be a shipped name, {', '.join(SHIPPED)}, or a path to a checkpoint)")
     return home() / "weights" / OFFICIAL[method].file
 
 
-#: names of the weights shipped in the package: ``sbdbench/weights/<method>_<name>.pt`` (``scratch``: sbd's
-#: from-scratch training, kept so that its results stay reproducible).
-SHIPPED = ("project", "scratch")
+#: names of the weights shipped in the package: ``sbdbench/weights/<method>_<name>.pt`` (for ``sbd``: ``project`` the
+#: default, ``finetune`` the fine-tune it interpolates, ``scratch`` the from-scratch training; the last two are kept
+#: so that their results stay reproducible).
+SHIPPED = ("project", "finetune", "scratch")
 
 
 def project_weights_path(method: str = "score", name: str = "project") -> Path:
@@ -63,7 +64,7 @@ def project_weights_path(method: str = "score", name: str = "project") -> Path:
 
 
 def resolve_weights(weights: str | Path, method: str = "score") -> Path:
-    """Turn ``official`` / ``project`` / ``scratch`` / a file path into an existing file, or raise a clear error."""
+    """Turn ``official`` / a :data:`SHIPPED` name / a file path into an existing file, or raise a clear error."""
     spec = str(weights)
     if spec == "official":
         path = official_weights_path(method)
@@ -77,7 +78,7 @@ def resolve_weights(weights: str | Path, method: str = "score") -> Path:
         return path
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise DataError(f"weights file not found: {path} (weights must be 'official', 'project' or a path to a checkpoint)")
+        raise DataError(f"weights file not found: {path} (weights must be 'official', a shipped name, {', '.join(SHIPPED)}, or a path to a checkpoint)")
     return path
 
 
@@ -100,8 +101,13 @@ def describe_weights(path: str | Path) -> str:
     config = meta.get("config", {})
     start = meta.get("init_provenance") or ("fine-tuned from " + str(meta["init"]) if meta.get("init") else "trained from random weights")
     loss = f", loss={meta['loss']}" if meta.get("loss") else ""
-    return (f"{start}; sbdbench recipe on {meta.get('dataset', '?')} train, {meta.get('iteration', '?')} of "
+    line = (f"{start}; sbdbench recipe on {meta.get('dataset', '?')} train, {meta.get('iteration', '?')} of "
             f"{config.get('iterations', '?')} iterations × {config.get('batch_size', '?')} patches{loss}, selected on val")
+    mix = meta.get("interpolation")
+    if isinstance(mix, dict):  # a WiSE-FT interpolation (sbdbench.methods.learned.interpolation)
+        line = (f"weight interpolation (WiSE-FT) {mix.get('alpha')} × {mix.get('finetuned_file')} + "
+                f"{1 - float(mix.get('alpha', 0)):g} × its start, {mix.get('start_file')}, α chosen on val; the fine-tune: {line}")
+    return line
 
 
 class WeightsDigestMixin:
