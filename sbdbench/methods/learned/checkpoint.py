@@ -214,7 +214,12 @@ def load_into(model: nn.Module, state: Dict[str, torch.Tensor], source: str | Pa
 
 def save_project_weights(path: str | Path, model: nn.Module, meta: Dict[str, Any]) -> None:
     """Write a float32 state_dict + plain-type metadata atomically (loads with weights_only=True, no allow-list)."""
-    state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone() for k, v in model.state_dict().items()}
+    save_state(path, model.state_dict(), meta)
+
+
+def save_state(path: str | Path, state: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    """:func:`save_project_weights` for a bare state_dict (floating-point tensors stored as float32, on the CPU)."""
+    state = {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone() for k, v in state.items()}
     _check_plain(meta)
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "meta": meta}, tmp)

@@ -14,8 +14,8 @@ from typing import Any, Dict
 import torch
 
 from sbdbench.errors import DataError, InputError
-from sbdbench.methods.learned.checkpoint import _check_plain, load_checkpoint
-from sbdbench.paths import atomic_path, sha256_file
+from sbdbench.methods.learned.checkpoint import load_checkpoint, save_state
+from sbdbench.paths import sha256_file
 
 
 def interpolate_states(finetuned: Dict[str, torch.Tensor], start: Dict[str, torch.Tensor], alpha: float) -> Dict[str, torch.Tensor]:
@@ -58,7 +58,5 @@ def interpolate_checkpoints(finetuned: str | Path, start: str | Path, alpha: flo
         "finetuned_file": Path(finetuned).name, "finetuned_sha256": sha256_file(finetuned),
         "start_file": Path(start).name, "start_sha256": sha256_file(start),
     }
-    _check_plain(meta)
-    with atomic_path(out) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+    save_state(out, state, meta)
     return meta
