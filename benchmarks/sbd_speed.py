@@ -1,6 +1,6 @@
 """Speed and memory of ``sbd`` against ``score`` with the same number of network evaluations.
 
-    python benchmarks/sbd_speed.py [--n 10000] [--sigma 0.02] [--threads 1] [--repeats 3] [--frame-knn 4] [--defaults]
+    python benchmarks/sbd_speed.py [--n 10000] [--sigma 0.02] [--threads 1] [--repeats 3] [--frame-knn 4] [--defaults | --defaults-only]
 
 * Inference: one 10K cloud at σ = 2 %. SBD runs t* reverse steps (t* from the schedule and σ); ``score``
   runs ``num_steps = t*`` gradient-ascent steps (one pass), so both evaluate the score network on the same
@@ -127,6 +127,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--frame-knn", type=int, default=4, help="current points scored per anchor and step, in both methods")
     ap.add_argument("--defaults", action="store_true", help="also time sbd at its frozen settings against score's defaults")
+    ap.add_argument("--defaults-only", action="store_true",
+                    help="only that comparison: no equal-work timing and no memory children (for 50K, where each run takes minutes)")
     ap.add_argument("--weights", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -143,17 +145,20 @@ def main() -> None:
         save_project_weights(weights, ScoreDenoiseModel(), {"method": "benchmark"})
         noisy = _cloud(args.n, args.sigma)
         sbd, score, t_star = _methods(weights, args.sigma, args.frame_knn)
-        sbd.denoise(noisy[:2000], noise_level=args.sigma), score.denoise(noisy[:2000], noise_level=args.sigma)  # warm-up
-        med = _median_times((("sbd", sbd), ("score", score)), noisy, args.sigma, args.repeats)
-        print(f"inference, N={args.n}, sigma={args.sigma}, {args.threads} thread(s), t*={t_star} network evaluations, "
-              f"{args.frame_knn} current points per anchor in both:")
-        print(f"  sbd   {med['sbd']:.2f} s   score (num_steps={t_star}) {med['score']:.2f} s   ratio sbd/score {med['sbd'] / med['score']:.2f}")
-        if args.defaults:
+        if not args.defaults_only:
+            sbd.denoise(noisy[:2000], noise_level=args.sigma), score.denoise(noisy[:2000], noise_level=args.sigma)  # warm-up
+            med = _median_times((("sbd", sbd), ("score", score)), noisy, args.sigma, args.repeats)
+            print(f"inference, N={args.n}, sigma={args.sigma}, {args.threads} thread(s), t*={t_star} network evaluations, "
+                  f"{args.frame_knn} current points per anchor in both:")
+            print(f"  sbd   {med['sbd']:.2f} s   score (num_steps={t_star}) {med['score']:.2f} s   ratio sbd/score {med['sbd'] / med['score']:.2f}")
+        if args.defaults or args.defaults_only:
             sbd_d, score_d, frozen = _default_methods(args.n, args.sigma)
             sbd_d.denoise(noisy[:2000], noise_level=args.sigma), score_d.denoise(noisy[:2000], noise_level=args.sigma)  # loads the weights
             med = _median_times((("sbd", sbd_d), ("score", score_d)), noisy, args.sigma, args.repeats)
             print(f"defaults: sbd at its frozen settings {frozen} vs score at ScoreDenoise's protocol (30 steps, 4 neighbours):")
             print(f"  sbd   {med['sbd']:.2f} s   score {med['score']:.2f} s   ratio sbd/score {med['sbd'] / med['score']:.2f}")
+        if args.defaults_only:
+            return
         base = _child("baseline", weights, args.n, args.sigma, args.frame_knn)["peak_rss_mb"]
         tbase = _child("train-baseline", weights, args.n, args.sigma, args.frame_knn)["peak_rss_mb"]
         print("peak memory (child process peak RSS minus a child that only loaded inputs and weights):")

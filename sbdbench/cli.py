@@ -467,9 +467,12 @@ def _settings_line(info) -> str:
 @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE", help="Hold a parameter fixed in every trial (e.g. weights=best.pt).")
 @click.option("--within", default=0.0, show_default=True, type=float,
               help="Cost is part of the choice: freeze the fastest trial within this fraction of the best score (0.01 = 1 %).")
+@click.option("--max-seconds", default=None, type=float,
+              help="Cost cap: freeze only trials of at most this many seconds per shape (e.g. a baseline's time on the same "
+                   "inputs); --within then applies to the best of them.")
 @quiet_option()
 def tune_cmd(method_name, dataset, split, resolutions, sigmas, max_shapes, max_shapes_large, seed, out_path, refine_keys, refine_from,
-             value_items, param_items, within, quiet) -> None:
+             value_items, param_items, within, max_seconds, quiet) -> None:
     """Grid-search a method's parameters per (resolution, noise) on training (or val) shapes; freeze them in a TOML."""
     from pathlib import Path
 
@@ -479,7 +482,8 @@ def tune_cmd(method_name, dataset, split, resolutions, sigmas, max_shapes, max_s
                       max_shapes=max_shapes, max_shapes_large=max_shapes_large, seed=seed, split=split,
                       out=Path(out_path) if out_path else None, refine_keys=list(refine_keys) or None,
                       refine_from=Path(refine_from) if refine_from else None, values=parse_value_lists(value_items),
-                      fixed_params=method_params(param_items), within=within, log=_log(quiet))
+                      fixed_params=method_params(param_items), within=within, max_seconds=max_seconds,
+                      log=_log(quiet))
     for cell in doc["cell"]:
         click.echo(f"N={cell.n_points} σ={cell.sigma:g}: {cell.params} cd_1e4={cell.cd * 1e4:.3f} (noisy {cell.noisy_cd * 1e4:.3f})")
 

@@ -209,6 +209,8 @@ class TunedCell:
     params: Optional[Dict[str, Any]] = None
     #: with ``tune --within``: the tolerance, and the best trial, which was not frozen
     within: Optional[float] = None
+    #: with ``tune --max-seconds``: the cost cap (wall seconds per shape) the frozen trial had to meet
+    max_seconds: Optional[float] = None
     best_params: Optional[Dict[str, Any]] = None
     best_cd: Optional[float] = None
     trials: Optional[List[Dict[str, Any]]] = None

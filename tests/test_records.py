@@ -32,7 +32,7 @@ def test_record_keys_are_the_fields_in_csv_order():
     assert RECORD_KEYS == ("shape", "category", "n_points", "sigma", "n_out", *METRICS, "seconds", "peak_mem_mb")
     assert CELL_RECORD_KEYS is RECORD_KEYS
     assert CELL_KEYS == ("n_points", "sigma", "shapes", "cd", "noisy_cd", "seconds_per_shape", "searched", "held_from",
-                         "params", "within", "best_params", "best_cd", "trials")
+                         "params", "within", "max_seconds", "best_params", "best_cd", "trials")
     assert TUNING_CELL_KEYS is CELL_KEYS
 
 
@@ -91,7 +91,7 @@ def test_store_writes_the_same_rows_from_records_and_from_their_dicts(tmp_path):
 # --- TunedCell ---------------------------------------------------------------------------------------
 FULL = {"n_points": 10000, "sigma": 0.01, "shapes": ["a_train01", "b_train02"], "cd": 1.25e-4, "noisy_cd": 3.5e-4,
         "seconds_per_shape": 0.125, "searched": ["radius_scale", "iterations"], "held_from": "",
-        "params": {"k": 12, "radius_scale": 2.0, "iterations": 1}, "within": 0.01,
+        "params": {"k": 12, "radius_scale": 2.0, "iterations": 1}, "within": 0.01, "max_seconds": 0.2,
         "best_params": {"k": 12, "radius_scale": 4.0, "iterations": 2}, "best_cd": 1.24e-4,
         "trials": [{"radius_scale": 2.0, "iterations": 1, "cd": 1.25e-4, "seconds": 0.1},
                    {"radius_scale": 4.0, "iterations": 2, "cd": 1.24e-4, "seconds": 0.3}]}
@@ -108,7 +108,7 @@ GOLDEN_TOML = (
     'score = "mean Chamfer distance"\nseed = 0\n\n[fixed_params]\nk = 12\n\n[grid]\nradius_scale = [\n    2.0,\n    4.0,\n]\n'
     'iterations = [\n    1,\n    2,\n]\n\n[[cell]]\nn_points = 10000\nsigma = 0.01\nshapes = [\n    "a_train01",\n    "b_train02",\n]\n'
     'cd = 0.000125\nnoisy_cd = 0.00035\nseconds_per_shape = 0.125\nsearched = [\n    "radius_scale",\n    "iterations",\n]\n'
-    'held_from = ""\nwithin = 0.01\nbest_cd = 0.000124\ntrials = [\n'
+    'held_from = ""\nwithin = 0.01\nmax_seconds = 0.2\nbest_cd = 0.000124\ntrials = [\n'
     '    { radius_scale = 2.0, iterations = 1, cd = 0.000125, seconds = 0.1 },\n'
     '    { radius_scale = 4.0, iterations = 2, cd = 0.000124, seconds = 0.3 },\n]\n\n'
     '[cell.params]\nk = 12\nradius_scale = 2.0\niterations = 1\n\n[cell.best_params]\nk = 12\nradius_scale = 4.0\niterations = 2\n\n'

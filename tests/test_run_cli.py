@@ -351,3 +351,46 @@ def test_tune_within_freezes_the_cheapest_trial_near_the_best(synth, tmp_path):
         assert cell["best_cd"] == best["cd"] and cell["within"] == 0.5
     res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--within", -1, "--out", out)
     assert res.exit_code != 0 and "--within must be" in res.output
+
+
+def test_tune_max_seconds_caps_the_cost_of_the_frozen_trial():
+    """`--max-seconds`: a trial slower than the cap is never frozen, however good; `within` applies to the best trial
+    under the cap; no trial under the cap, or a cap ≤ 0, is a one-line error."""
+    from sbdbench.errors import InputError
+    from sbdbench.methods.tuning import choose_trial
+
+    trials = [{"cd": 1.0, "seconds": 9.0}, {"cd": 1.02, "seconds": 5.0}, {"cd": 1.025, "seconds": 4.0}, {"cd": 1.5, "seconds": 1.0}]
+    assert choose_trial(trials, 0.01) == (0, 0)
+    assert choose_trial(trials, 0.0, max_seconds=6.0) == (0, 1)
+    assert choose_trial(trials, 0.01, max_seconds=6.0) == (0, 2)  # 1.025 is within 1 % of 1.02, and cheaper
+    assert choose_trial(trials, 0.0, max_seconds=1.0) == (0, 3)
+    with pytest.raises(InputError, match="no trial ran within --max-seconds 0.5"):
+        choose_trial(trials, 0.0, max_seconds=0.5)
+    with pytest.raises(InputError, match="--max-seconds must be > 0"):
+        choose_trial(trials, 0.0, max_seconds=0.0)
+
+
+def test_merging_parts_of_a_grid_remakes_the_choice_under_within_and_the_cap(tmp_path):
+    """Pooled trials are chosen again as one run over the union would choose: the larger `within` and the cap of
+    either part apply, so a part run with `--max-seconds` keeps a faster trial frozen over a slower best one."""
+    from sbdbench.methods.settings import tomllib
+    from sbdbench.methods.tuning import merge_settings_files, settings_toml
+    from sbdbench.protocol import TunedCell
+
+    def part(name, trials, **extra):
+        cell = TunedCell(50000, 0.02, shapes=["a", "b"], noisy_cd=5.0, seconds_per_shape=1.0, searched=["k"], held_from="",
+                         params={"k": trials[0]["k"]}, cd=trials[0]["cd"], trials=trials, **extra)
+        path = tmp_path / f"{name}.toml"
+        path.write_text(settings_toml({"method": "pca", "cell": [cell]}), encoding="utf-8")
+        return path
+
+    slow_best = part("a", [{"k": 16, "cd": 1.00, "seconds": 150.0}])
+    fast = part("b", [{"k": 8, "cd": 1.012, "seconds": 100.0}, {"k": 6, "cd": 1.011, "seconds": 85.0}], within=0.01)
+    capped = part("c", [{"k": 4, "cd": 1.05, "seconds": 65.0}], within=0.01, max_seconds=105.0)
+    merge_settings_files([slow_best, fast], tmp_path / "m1.toml")
+    (cell,) = tomllib.loads((tmp_path / "m1.toml").read_text(encoding="utf-8"))["cell"]
+    assert cell["params"] == {"k": 16} and "best_params" not in cell  # 1.011 is 1.1 % off the best: not within 1 %
+    merge_settings_files([slow_best, fast, capped], tmp_path / "m2.toml")
+    (cell,) = tomllib.loads((tmp_path / "m2.toml").read_text(encoding="utf-8"))["cell"]
+    assert cell["params"] == {"k": 6} and cell["cd"] == 1.011 and cell["max_seconds"] == 105.0
+    assert cell["best_params"] == {"k": 16} and cell["best_cd"] == 1.0 and len(cell["trials"]) == 4

@@ -182,6 +182,8 @@ class TuneConfig:
         within: cost is part of the choice: freeze the cheapest trial (wall seconds per shape) whose score is
             within this fraction of the best (0.01: 1 %); the cell then also records ``best_params`` / ``best_cd``.
             0 (default): the best trial.
+        max_seconds: a cost cap (e.g. a baseline's seconds per shape on the same inputs): only trials at most this
+            slow may be frozen; ``within`` then applies to the best of them. The best trial overall is still recorded.
     """
 
     method: str
@@ -200,6 +202,7 @@ class TuneConfig:
     refine_from: Optional[Path] = None
     values: Optional[Dict[str, Sequence[Any]]] = None
     within: float = 0.0
+    max_seconds: Optional[float] = None
 
 
 def tune_method(method_name: str, dataset: str = "synth", resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
@@ -216,7 +219,7 @@ def tune(config: TuneConfig, log: Callable[[str], None] = print) -> Dict[str, An
     from sbdbench.methods.settings import settings_out_path
 
     check_split(config.split)
-    choose_trial([{"cd": 1.0}], config.within)  # a bad tolerance is refused before any work
+    choose_trial([{"cd": 1.0, "seconds": 0.0}], config.within, config.max_seconds)  # bad tolerances are refused before any work
     cls, grid, fixed = _checked_search(config)
     ds = open_dataset(config.dataset)
     out = Path(config.out) if config.out is not None else settings_out_path(config.method)
@@ -335,29 +338,45 @@ def _tune_cell(config: TuneConfig, inputs, n_points: int, sigma: float, held, po
         score = float(np.mean([chamfer(method.denoise(noisy, noise_level=sigma), clean) for clean, noisy in pairs]))
         trials.append({**params, "cd": score, "seconds": round((time.perf_counter() - t_trial) / len(pairs), 3)})
         log(f"{config.method} N={n_points} σ={sigma:g} {params} cd={score * 1e4:.3f}e-4 (noisy {noisy_cd * 1e4:.3f}e-4)")
-    best, chosen = choose_trial(trials, config.within)
     seconds = (time.perf_counter() - t_cell) / max(1, len(points) * len(pairs))
-    cell = TunedCell(int(n_points), float(sigma), shapes=shapes, cd=trials[chosen]["cd"], noisy_cd=noisy_cd,
-                     seconds_per_shape=round(seconds, 3), searched=[],
-                     held_from="nearest tuned cell, same σ" if config.refine_keys else "",
-                     params={**held, **points[chosen]}, trials=trials)
+    cell = TunedCell(int(n_points), float(sigma), shapes=shapes, noisy_cd=noisy_cd, seconds_per_shape=round(seconds, 3),
+                     searched=[], held_from="nearest tuned cell, same σ" if config.refine_keys else "",
+                     within=float(config.within) or None, max_seconds=config.max_seconds, trials=trials)
+    best, chosen = _freeze_choice(cell, held, list(points[0]))
     text = f"{points[chosen]} (cd {trials[chosen]['cd'] * 1e4:.3f}e-4"
     if chosen != best:
-        cell.within, cell.best_params, cell.best_cd = float(config.within), {**held, **points[best]}, trials[best]["cd"]
         text += f"; best {points[best]} at {trials[best]['cd'] * 1e4:.3f}e-4"
     return cell, text + ")"
 
 
-def choose_trial(trials: Sequence[Dict[str, Any]], within: float = 0.0) -> tuple[int, int]:
-    """(index of the best trial, index of the one to freeze): the cheapest (``seconds``) whose ``cd`` is within
-    ``within`` × the best's (ties → the earlier grid point); with ``within`` = 0, the best itself."""
+def _freeze_choice(cell: TunedCell, held: Dict[str, Any], keys: Sequence[str]) -> tuple[int, int]:
+    """Set ``cell``'s frozen ``params`` / ``cd`` (and ``best_params`` / ``best_cd`` when the best trial is not the
+    frozen one) from its ``trials`` under its ``within`` and ``max_seconds``; returns (best, chosen) indices."""
+    trials = list(cell.trials)
+    best, chosen = choose_trial(trials, float(cell.within or 0.0), cell.max_seconds)
+    cell.params, cell.cd = {**held, **{k: trials[chosen][k] for k in keys}}, float(trials[chosen]["cd"])
+    cell.best_params, cell.best_cd = (None, None) if chosen == best else (
+        {**held, **{k: trials[best][k] for k in keys}}, float(trials[best]["cd"]))
+    return best, chosen
+
+
+def choose_trial(trials: Sequence[Dict[str, Any]], within: float = 0.0,
+                 max_seconds: Optional[float] = None) -> tuple[int, int]:
+    """(index of the best trial, index of the one to freeze). Only trials of at most ``max_seconds`` per shape may
+    be frozen (all, without a cap); of those, the cheapest (``seconds``) whose ``cd`` is within ``within`` × the
+    best eligible one's (ties → the earlier grid point); with ``within`` = 0, the best eligible one itself."""
     if within < 0:
         raise InputError(f"--within must be ≥ 0 (a fraction of the best score), got {within}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise InputError(f"--max-seconds must be > 0 (seconds per shape), got {max_seconds}")
     best = min(range(len(trials)), key=lambda i: trials[i]["cd"])
-    if within == 0:
-        return best, best
-    near = [i for i, t in enumerate(trials) if t["cd"] <= trials[best]["cd"] * (1 + within)]
-    return best, min(near, key=lambda i: (trials[i].get("seconds", float("inf")), i))
+    eligible = [i for i, t in enumerate(trials) if max_seconds is None or t.get("seconds", float("inf")) <= max_seconds]
+    if not eligible:
+        fastest = min(t.get("seconds", float("inf")) for t in trials)
+        raise InputError(f"no trial ran within --max-seconds {max_seconds:g} per shape (the fastest took {fastest:g} s)")
+    top = min(eligible, key=lambda i: (trials[i]["cd"], i))
+    near = [i for i in eligible if trials[i]["cd"] <= trials[top]["cd"] * (1 + within)]
+    return best, min(near, key=lambda i: (trials[i].get("seconds", float("inf")), i)) if within else top
 
 
 def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
@@ -365,8 +384,8 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
 
     A (resolution, σ) cell present in several files is taken from the later file, except when the runs
     searched parts of one grid side by side (``tune --values``): the same searched keys, the same held
-    parameters, shapes and noise. Then their trials are pooled and the best of all is chosen, as one run
-    over the union would have. The header (grid, date, version) comes from the last file. Returns the
+    parameters, shapes and noise. Then their trials are pooled and the choice (``within``, ``max_seconds``)
+    is made again over all of them, as one run over the union would have. The header (grid, date, version) comes from the last file. Returns the
     merged document (its ``cell`` list as :class:`~sbdbench.protocol.TunedCell` objects).
     """
     from sbdbench.methods.settings import tomllib
@@ -398,12 +417,15 @@ def _same_search(a: TunedCell, b: TunedCell) -> bool:
 
 
 def _pool_trials(a: TunedCell, b: TunedCell) -> TunedCell:
-    """One cell from two :func:`_same_search` cells: their trials (a trial tried in both: the later one), best chosen."""
+    """One cell from two :func:`_same_search` cells: their trials (a trial tried in both: the later one), the frozen
+    one chosen again over all of them, as one run over the union would have (the larger ``within``, the smaller cap)."""
     keys = list(a.searched)
     trials = {tuple(t[k] for k in keys): t for t in list(a.trials) + list(b.trials)}
-    pooled = list(trials.values())
-    best = min(pooled, key=lambda t: float(t["cd"]))
     n_a, n_b = len(a.trials), len(b.trials)
     seconds = (float(a.seconds_per_shape) * n_a + float(b.seconds_per_shape) * n_b) / (n_a + n_b)
-    return replace(b, cd=float(best["cd"]), seconds_per_shape=round(seconds, 3), trials=pooled,
-                   params={**_held(b), **{k: best[k] for k in keys}})
+    caps = [float(c.max_seconds) for c in (a, b) if c.max_seconds is not None]
+    within = max(float(a.within or 0.0), float(b.within or 0.0))
+    cell = replace(b, seconds_per_shape=round(seconds, 3), trials=list(trials.values()),
+                   within=within or None, max_seconds=min(caps) if caps else None)
+    _freeze_choice(cell, _held(b), keys)
+    return cell
