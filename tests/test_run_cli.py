@@ -351,6 +351,8 @@ def test_tune_within_freezes_the_cheapest_trial_near_the_best(synth, tmp_path):
         assert cell["best_cd"] == best["cd"] and cell["within"] == 0.5
     res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--within", -1, "--out", out)
     assert res.exit_code != 0 and "--within must be" in res.output
+    res = _invoke("tune", "--method", "pca", "--dataset", synth.name, "--resolutions", n, "--sigmas", sigma, "--max-seconds", 0, "--out", out)
+    assert res.exit_code != 0 and "--max-seconds must be > 0" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 def test_tune_max_seconds_caps_the_cost_of_the_frozen_trial():

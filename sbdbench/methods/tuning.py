@@ -385,8 +385,8 @@ def merge_settings_files(paths: Sequence[Path], out: Path) -> Dict[str, Any]:
     A (resolution, σ) cell present in several files is taken from the later file, except when the runs
     searched parts of one grid side by side (``tune --values``): the same searched keys, the same held
     parameters, shapes and noise. Then their trials are pooled and the choice (``within``, ``max_seconds``)
-    is made again over all of them, as one run over the union would have. The header (grid, date, version) comes from the last file. Returns the
-    merged document (its ``cell`` list as :class:`~sbdbench.protocol.TunedCell` objects).
+    is made again over all of them, as one run over the union would have. The header (grid, date, version)
+    comes from the last file. Returns the merged document (its ``cell`` list as :class:`~sbdbench.protocol.TunedCell` objects).
     """
     from sbdbench.methods.settings import tomllib
 
