@@ -611,12 +611,13 @@ def bench_command(methods, datasets, resolutions, sigmas, noise_kind, device, me
 @click.option("--db", default=None, type=click.Path(dir_okay=False), help="Results database (default: $SBDBENCH_HOME/results.db).")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib plots.")
 @click.option("--allow-dirty", is_flag=True, help="Publish rows that ran from a source tree with uncommitted changes (marked; refused by default).")
+@click.option("--versus", default=None, metavar="METHOD", help="Add per-shape wins of every method against METHOD (e.g. score:weights=official): versus.csv and a table per dataset.")
 @quiet_option("Print nothing on success (the files are the result; errors are still printed).")
-def leaderboard_command(out_dir, db, no_plots, allow_dirty, quiet):
+def leaderboard_command(out_dir, db, no_plots, allow_dirty, versus, quiet):
     """Write leaderboard.csv, per_shape.csv, README.md and index.html from the results database."""
     from sbdbench.bench.leaderboard import write_leaderboard
 
-    written = write_leaderboard(out_dir, db, plots=not no_plots, allow_dirty=allow_dirty)
+    written = write_leaderboard(out_dir, db, plots=not no_plots, allow_dirty=allow_dirty, versus=versus)
     if not quiet:
         click.echo(written.line())
 

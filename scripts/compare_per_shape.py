@@ -3,7 +3,8 @@
     python scripts/compare_per_shape.py LEADERBOARD_DIR/per_shape.csv --method sbd --against score:weights=official
 
 Prints, per (dataset, N, σ): the two means (CD / P2M ×10⁴), how many shapes the method is better on by CD and by
-P2M, and the shapes it loses by CD with both values.
+P2M, and the shapes it loses by CD with both values. The counting is :func:`sbdbench.bench.versus.versus_table`,
+which `sbdbench leaderboard --versus METHOD` also writes into a board (versus.csv and a table per dataset).
 """
 
 from __future__ import annotations
@@ -12,23 +13,19 @@ import argparse
 
 import pandas as pd
 
+from sbdbench.bench.versus import versus_table
+
 
 def compare(per_shape: pd.DataFrame, method: str, against: str) -> pd.DataFrame:
     """One row per (dataset, n_points, sigma) with both means and the win counts (shapes both methods scored)."""
-    key = ["dataset", "n_points", "sigma", "shape"]
-    a = per_shape[per_shape["method"] == method].set_index(key)
-    b = per_shape[per_shape["method"] == against].set_index(key)
-    both = a[["cd_1e4", "p2m_1e4"]].merge(b[["cd_1e4", "p2m_1e4"]], left_index=True, right_index=True, suffixes=("_a", "_b")).reset_index()
-    rows = []
-    for (ds, n, s), g in both.groupby(["dataset", "n_points", "sigma"]):
-        lost = g[g["cd_1e4_a"] > g["cd_1e4_b"]]
-        rows.append({"dataset": ds, "N": n, "sigma": s, "shapes": len(g),
-                     f"{method} CD/P2M": f"{g['cd_1e4_a'].mean():.2f} / {g['p2m_1e4_a'].mean():.2f}",
-                     f"{against} CD/P2M": f"{g['cd_1e4_b'].mean():.2f} / {g['p2m_1e4_b'].mean():.2f}",
-                     "better by CD": int((g["cd_1e4_a"] < g["cd_1e4_b"]).sum()),
-                     "better by P2M": int((g["p2m_1e4_a"] < g["p2m_1e4_b"]).sum()),
-                     "lost by CD": ", ".join(f"{r.shape} {r.cd_1e4_a:.2f}>{r.cd_1e4_b:.2f}" for r in lost.itertuples())})
-    return pd.DataFrame(rows)
+    table = versus_table(per_shape, against)
+    table = table[table["method"] == method]
+    return pd.DataFrame({
+        "dataset": table["dataset"], "N": table["n_points"], "sigma": table["sigma"], "shapes": table["shapes"],
+        f"{method} CD/P2M": [f"{c:.2f} / {p:.2f}" for c, p in zip(table["cd_1e4"], table["p2m_1e4"])],
+        f"{against} CD/P2M": [f"{c:.2f} / {p:.2f}" for c, p in zip(table["cd_1e4_against"], table["p2m_1e4_against"])],
+        "better by CD": table["better_cd"], "better by P2M": table["better_p2m"], "lost by CD": table["lost_by_cd"],
+    })
 
 
 def main() -> None:
@@ -37,8 +34,7 @@ def main() -> None:
     ap.add_argument("--method", required=True)
     ap.add_argument("--against", required=True)
     args = ap.parse_args()
-    table = compare(pd.read_csv(args.per_shape), args.method, args.against)
-    print(markdown(table))
+    print(markdown(compare(pd.read_csv(args.per_shape), args.method, args.against)))
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -9,6 +9,7 @@ _EXPORTS = {
     "Cell": "sbdbench.bench.grid",
     "ResultsStore": "sbdbench.bench.store",
     "write_leaderboard": "sbdbench.bench.leaderboard",
+    "versus_table": "sbdbench.bench.versus",
 }
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pandas as pd
 
 from sbdbench.bench.grid import format_n
+from sbdbench.bench.versus import group_versus, versus_title
 from sbdbench.protocol import GAUSSIAN
 
 _CSS = """
@@ -172,13 +173,14 @@ def _reported_table(reported: pd.DataFrame) -> str:
     return f'<table class="sortable reported" id="reported"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame, images: Dict[str, bytes]) -> str:
-    """The whole page as a string."""
+def render_html(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame, images: Dict[str, bytes],
+                versus: Optional[pd.DataFrame] = None) -> str:
+    """The whole page as a string (``versus``: per-shape wins, :func:`sbdbench.bench.versus.versus_table`)."""
     parts = _page_head()
     if board.empty:
         parts.append("<p>No results yet: run <code>sbdbench bench</code> first.</p>")
     for dataset, noise in _groups(board):
-        parts += _dataset_section(board, per_shape, dataset, noise)
+        parts += _dataset_section(board, per_shape, dataset, noise, versus)
     if not board.empty:
         parts.append("<h2>Methods</h2>")
         parts.append(_methods_table(board["method"]))
@@ -214,8 +216,9 @@ def _page_head() -> List[str]:
             f"and is never bold. {_e(RANK_RULE)} Click a column header to sort.</p>"]
 
 
-def _dataset_section(board: pd.DataFrame, per_shape: pd.DataFrame, dataset: str, noise: str) -> List[str]:
-    """One dataset × noise kind: the papers' table, its coverage and code, and the per-category tables."""
+def _dataset_section(board: pd.DataFrame, per_shape: pd.DataFrame, dataset: str, noise: str,
+                     versus: Optional[pd.DataFrame] = None) -> List[str]:
+    """One dataset × noise kind: the papers' table, its coverage and code, per-shape wins, per-category tables."""
     from sbdbench.bench.coverage import coverage_lines
     from sbdbench.bench.leaderboard import CATEGORY_NOTE, category_inputs, category_table, paper_layout
     from sbdbench.bench.provenance import code_versions
@@ -226,6 +229,9 @@ def _dataset_section(board: pd.DataFrame, per_shape: pd.DataFrame, dataset: str,
     ok = sub[sub["status"] == "finished"]
     notes = coverage_lines(sub) + ([f"Code: {code_versions(ok)}."] if not ok.empty else [])
     parts.append("".join(f'<p class="note coverage">{_e(line)}</p>' for line in notes))
+    wins = group_versus(versus, dataset, noise, [r[0] for r in rows])
+    if wins is not None:
+        parts += [f"<h3>{_e(versus_title(versus['against'].iloc[0]))}</h3>", _simple_table(*wins)]
     shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
     for n in sorted(shapes_here["n_points"].unique()):
         rows_n, full = category_inputs(sub, shapes_here, n)

@@ -24,6 +24,7 @@ from sbdbench.bench.coverage import complete_mask, group_ranks, incomplete_suffi
 from sbdbench.bench.grid import baselines_dir, format_n
 from sbdbench.bench.provenance import check_publishable
 from sbdbench.bench.store import ResultsStore
+from sbdbench.bench.versus import versus_table
 from sbdbench.errors import DataError, InputError
 from sbdbench.paths import atomic_write_bytes, atomic_write_text
 from sbdbench.protocol import REPORT_SCALE, SCALED_METRICS, reported_column
@@ -277,12 +278,14 @@ class LeaderboardFiles:
 
 def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[str | os.PathLike] = None,
                       *, reported: Optional[str | os.PathLike] = None, plots: bool = True,
-                      allow_dirty: bool = False) -> LeaderboardFiles:
+                      allow_dirty: bool = False, versus: Optional[str] = None) -> LeaderboardFiles:
     """Write leaderboard.csv, per_shape.csv, README.md, index.html (and plots/*.png) under ``out_dir``
     (default: :func:`default_out_dir`, ``./leaderboard``), from the results database ``db``.
 
     Rows that ran from a source tree with uncommitted changes (``git_commit`` ending in ``-dirty``) are
-    refused before anything is written, unless ``allow_dirty`` (then they are published, marked)."""
+    refused before anything is written, unless ``allow_dirty`` (then they are published, marked).
+    ``versus`` (a method spec in the database) adds per-shape wins against it: ``versus.csv`` and a table per
+    dataset (:mod:`sbdbench.bench.versus`); a spec without results is refused before anything is written."""
     from sbdbench.bench import html as html_page
     from sbdbench.bench import markdown_page
 
@@ -293,6 +296,7 @@ def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[
     board = leaderboard_table(runs, shapes)
     check_publishable(board, allow_dirty)
     per_shape = per_shape_table(runs, shapes)
+    wins = versus_table(per_shape, versus) if versus else None
     published = load_reported(reported)
     written = []
 
@@ -303,6 +307,8 @@ def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[
 
     write_csv("leaderboard.csv", board)
     write_csv("per_shape.csv", per_shape)
+    if wins is not None:
+        write_csv("versus.csv", wins)
 
     images: Dict[str, bytes] = {}
     plot_files: Dict[str, str] = {}
@@ -315,9 +321,9 @@ def write_leaderboard(out_dir: Optional[str | os.PathLike] = None, db: Optional[
             atomic_write_bytes(path, png)
             written.append(path)
             plot_files[name.replace("_", " ")] = f"plots/{name}.png"
-    atomic_write_text(out / "README.md", markdown_page.render_markdown(board, per_shape, published, plot_files))
+    atomic_write_text(out / "README.md", markdown_page.render_markdown(board, per_shape, published, plot_files, wins))
     written.append(out / "README.md")
-    atomic_write_text(out / "index.html", html_page.render_html(board, per_shape, published, images))
+    atomic_write_text(out / "index.html", html_page.render_html(board, per_shape, published, images, wins))
     written.append(out / "index.html")
     return LeaderboardFiles(out, written, len(board), int((board["status"] == "failed").sum()))
 
