@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sbdbench.bench.grid import format_n
-from sbdbench.bench.versus import group_versus, versus_title
+from sbdbench.bench.versus import group_versus
 from sbdbench.protocol import GAUSSIAN
 
 _CSS = """
@@ -229,9 +229,10 @@ def _dataset_section(board: pd.DataFrame, per_shape: pd.DataFrame, dataset: str,
     ok = sub[sub["status"] == "finished"]
     notes = coverage_lines(sub) + ([f"Code: {code_versions(ok)}."] if not ok.empty else [])
     parts.append("".join(f'<p class="note coverage">{_e(line)}</p>' for line in notes))
-    wins = group_versus(versus, dataset, noise, [r[0] for r in rows])
+    wins = group_versus(versus, dataset, noise, rows)
     if wins is not None:
-        parts += [f"<h3>{_e(versus_title(versus['against'].iloc[0]))}</h3>", _simple_table(*wins)]
+        title, header_w, rows_w = wins
+        parts += [f"<h3>{_e(title)}</h3>", _simple_table(header_w, rows_w)]
     shapes_here = per_shape[(per_shape["dataset"] == dataset) & (per_shape["noise"] == noise)]
     for n in sorted(shapes_here["n_points"].unique()):
         rows_n, full = category_inputs(sub, shapes_here, n)

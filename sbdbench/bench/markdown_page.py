@@ -13,7 +13,7 @@ from sbdbench.bench.grid import format_n
 from sbdbench.bench.leaderboard import (CATEGORY_NOTE, _fmt, _md_table, category_inputs, category_table, groups,
                                         paper_layout)
 from sbdbench.bench.provenance import all_method_links, code_versions
-from sbdbench.bench.versus import group_versus, versus_title
+from sbdbench.bench.versus import group_versus
 
 
 def _speed_section(ok: pd.DataFrame) -> List[str]:
@@ -53,10 +53,11 @@ def _methods_section(board: pd.DataFrame) -> List[str]:
 
 
 def _versus_section(versus: Optional[pd.DataFrame], dataset: str, noise: str, rows: List[List[str]]) -> List[str]:
-    table = group_versus(versus, dataset, noise, [r[0] for r in rows])
-    if table is None:
+    wins = group_versus(versus, dataset, noise, rows)
+    if wins is None:
         return []
-    return [f"### {versus_title(versus['against'].iloc[0])}", "", _md_table(*table), ""]
+    title, header, table = wins
+    return [f"### {title}", "", _md_table(header, table), ""]
 
 
 def render_markdown(board: pd.DataFrame, per_shape: pd.DataFrame, reported: pd.DataFrame,

@@ -7,16 +7,16 @@ over the shapes both methods scored, and names the shapes it loses by CD. Ties c
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pandas as pd
 
+from sbdbench.bench.coverage import COLUMN as CELL_KEY  # dataset, noise, N, σ: one column of a board
 from sbdbench.bench.grid import format_n
 from sbdbench.errors import InputError
 
 VERSUS_COLUMNS = ["method", "against", "dataset", "noise", "n_points", "sigma", "shapes", "better_cd", "better_p2m",
                   "cd_1e4", "cd_1e4_against", "p2m_1e4", "p2m_1e4_against", "lost_by_cd"]
-CELL_KEY = ["dataset", "noise", "n_points", "sigma"]
 
 
 def check_reference(per_shape: pd.DataFrame, against: str) -> None:
@@ -77,12 +77,14 @@ def versus_title(against: str) -> str:
             "(the shapes lost by CD are in versus.csv)")
 
 
-def group_versus(versus: pd.DataFrame, dataset: str, noise: str, method_order: List[str]):
-    """(header, rows) of one (dataset, noise) group, or None when that group has no comparison."""
+def group_versus(versus: Optional[pd.DataFrame], dataset: str, noise: str, paper_rows: List[List[str]]):
+    """(title, header, rows) of one (dataset, noise) group, methods in the order of the group's paper table
+    (``paper_rows``, first column the method), or None when that group has no comparison."""
     if versus is None or versus.empty:
         return None
     sub = versus[(versus["dataset"] == dataset) & (versus["noise"] == noise)]
     if sub.empty:
         return None
-    order = list(method_order) + sorted(set(sub["method"]) - set(method_order))
-    return versus_layout(sub, order)
+    order = [r[0] for r in paper_rows]
+    order += sorted(set(sub["method"]) - set(order))
+    return (versus_title(sub["against"].iloc[0]), *versus_layout(sub, order))
